@@ -1,0 +1,200 @@
+//! The command line: argument definitions and dispatch to the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::daemon::{self, DaemonError, ForegroundOptions, PidFile, exit};
+use crate::paths;
+
+#[derive(Parser, Debug)]
+#[command(name = "localgpt", version, about = "A personal AI assistant that lives on your machine")]
+pub struct Cli {
+    /// Config file (default: ~/.config/localgpt/config.toml; env LOCALGPT_CONFIG)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run, stop and inspect the daemon
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+    /// Create, show and locate the config file
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DaemonCommand {
+    /// Start the daemon (in the background unless --foreground)
+    Start(StartArgs),
+    /// Stop a running daemon (SIGTERM, then wait)
+    Stop,
+    /// Show whether the daemon runs, its pid, address, uptime and version
+    Status,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Stay in the foreground and log to stderr (for systemd and containers)
+    #[arg(long)]
+    pub foreground: bool,
+    /// Log to this file instead of stderr (used by background start)
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Write a commented config file with every default
+    Init {
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the effective config (file, env overrides, defaults) with secrets redacted
+    Show,
+    /// Print the config file's path
+    Path,
+}
+
+/// Runs the parsed command line and returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Daemon(cmd) => run_daemon(cmd, cli.config, cli.verbose),
+        Command::Config(cmd) => run_config(cmd, cli.config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("localgpt: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run_daemon(cmd: DaemonCommand, config: Option<PathBuf>, verbose: u8) -> Result<i32, DaemonError> {
+    match cmd {
+        DaemonCommand::Start(args) if args.foreground => {
+            daemon::run_foreground(&ForegroundOptions {
+                config,
+                verbose,
+                log_file: args.log_file,
+            })?;
+            Ok(0)
+        }
+        DaemonCommand::Start(_) => {
+            let info = daemon::start_background(config.as_deref(), verbose)?;
+            match info.addr {
+                Some(addr) => println!("localgpt started (pid {}) on http://{addr}", info.pid),
+                None => println!("localgpt started (pid {}) without HTTP listener", info.pid),
+            }
+            Ok(0)
+        }
+        DaemonCommand::Stop => {
+            let (cfg, paths) = daemon::load(config.as_deref())?;
+            match daemon::stop(&paths, cfg.server.shutdown_grace.get())? {
+                Some(pid) => println!("localgpt stopped (pid {pid})"),
+                None => println!("localgpt is not running"),
+            }
+            Ok(0)
+        }
+        DaemonCommand::Status => {
+            let (cfg, paths) = daemon::load(config.as_deref())?;
+            let Some(info) = PidFile::probe(&paths.pid_file()) else {
+                println!("localgpt is not running");
+                return Ok(exit::NOT_RUNNING);
+            };
+            println!("pid:      {}", info.pid);
+            let Some(addr) = info.addr else {
+                println!("address:  none (server.enabled = false)");
+                return Ok(0);
+            };
+            let client = crate::client::Client::new(&cfg.server.auth_token, Some(Duration::from_secs(5)));
+            let bound = client.at(addr);
+            println!("address:  {}", bound.base());
+            match bound.get("/api/status") {
+                Ok(status) => {
+                    let uptime = status["uptime_seconds"].as_u64().unwrap_or(0);
+                    println!("uptime:   {}", human_duration(uptime));
+                    println!("version:  {}", status["version"].as_str().unwrap_or("?"));
+                    println!("model:    {}", status["model"].as_str().unwrap_or("?"));
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("status:   not answering ({e})");
+                    Ok(exit::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn run_config(cmd: ConfigCommand, flag: Option<PathBuf>) -> Result<i32, DaemonError> {
+    let path = paths::config_file(flag.as_deref(), &paths::process_env);
+    match cmd {
+        ConfigCommand::Path => {
+            println!("{}", path.display());
+            Ok(0)
+        }
+        ConfigCommand::Init { force } => {
+            if path.exists() && !force {
+                return Err(DaemonError::Io(format!(
+                    "{} already exists; use --force to overwrite it",
+                    path.display()
+                )));
+            }
+            if let Some(dir) = path.parent() {
+                paths::create_private_dir(dir).map_err(|e| DaemonError::Io(e.to_string()))?;
+            }
+            crate::durable::write_atomic(&path, config::EXAMPLE.as_bytes())
+                .map_err(|e| DaemonError::Io(format!("cannot write {}: {e}", path.display())))?;
+            let _ = paths::make_private(&path);
+            println!("wrote {}", path.display());
+            Ok(0)
+        }
+        ConfigCommand::Show => {
+            let cfg = Config::load(&path)?;
+            println!("# effective config (file: {})", path.display());
+            print!("{}", cfg.redacted_toml());
+            Ok(0)
+        }
+    }
+}
+
+fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(125), "2m 5s");
+        assert_eq!(human_duration(7300), "2h 1m");
+        assert_eq!(human_duration(90000), "1d 1h");
+    }
+}

@@ -1,0 +1,16 @@
+//! localgpt: a personal AI assistant daemon.
+//!
+//! The binary (`src/main.rs`) only parses arguments; everything else lives here so the
+//! integration tests run the same code. Start with [`daemon::run_foreground`].
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod durable;
+pub mod logging;
+pub mod paths;
+pub mod providers;
+pub mod server;

@@ -1,0 +1,51 @@
+//! Handlers: plain functions from the shared state and a request to a response.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::error::ApiError;
+use super::http::{ApiRequest, ApiResponse};
+use super::router::Route;
+use crate::app::App;
+
+/// Answers one non-streaming route.
+pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    match route {
+        Route::Health => Ok(ApiResponse::ok(&json!({"status": "ok"}))),
+        Route::Status => Ok(ApiResponse::ok(&status(app))),
+        Route::DebugSleep => debug_sleep(req),
+        Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
+        other => Err(ApiError::not_found(format!(
+            "{other:?} is not served by this build"
+        ))),
+    }
+}
+
+fn status(app: &App) -> serde_json::Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "model": app.config.agent.default_model,
+        "memory": {"files_indexed": 0, "chunks": 0},
+        "heartbeat": {
+            "enabled": app.config.heartbeat.enabled,
+            "last_run": null,
+            "next_run": null,
+        },
+    })
+}
+
+/// Holds a chat-lane worker for `ms` milliseconds (tests and diagnostics).
+fn debug_sleep(req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let ms: u64 = match req.query("ms") {
+        None => 1000,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|ms| *ms <= 60_000)
+            .ok_or_else(|| ApiError::invalid_request("ms must be an integer 0-60000"))?,
+    };
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(ApiResponse::ok(&json!({"slept_ms": ms})))
+}

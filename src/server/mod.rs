@@ -1,0 +1,383 @@
+//! The HTTP server: one `tiny_http` listener thread hands each request to a lane — a bounded
+//! `crossbeam-channel` queue drained by a fixed set of worker threads.
+//!
+//! Two lanes keep cheap requests away from slow ones: the fast lane serves health, status,
+//! memory and sessions; the chat lane serves everything bound by an LLM provider. When a
+//! lane's queue is full the listener answers `503 overloaded` at once.
+
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod router;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use log::{error, info};
+use subtle::ConstantTimeEq;
+
+use crate::app::App;
+use error::ApiError;
+use http::{ApiRequest, ApiResponse};
+use router::{Lane, Route};
+
+/// A request waiting for a worker.
+struct Job {
+    request: tiny_http::Request,
+    route: Result<Route, ApiError>,
+    received: Instant,
+}
+
+/// A running server; [`RunningServer::shutdown`] stops it.
+pub struct RunningServer {
+    http: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    listener: Option<JoinHandle<()>>,
+    workers_done: Receiver<()>,
+}
+
+/// Starts the listener and both lanes on an already bound socket. `fatal` receives a message
+/// if the listener dies on its own (the process should then exit non-zero).
+pub fn start(
+    app: Arc<App>,
+    socket: TcpListener,
+    fatal: Sender<String>,
+) -> std::io::Result<RunningServer> {
+    let addr = socket.local_addr()?;
+    let http = tiny_http::Server::from_listener(socket, None)
+        .map(Arc::new)
+        .map_err(std::io::Error::other)?;
+    let cfg = &app.config.server;
+
+    // Every worker holds a clone of `done_tx`; when the last one exits the receiver
+    // disconnects, which is how shutdown knows the lanes are empty.
+    let (done_tx, workers_done) = bounded::<()>(0);
+    let fast = spawn_lane("fast", cfg.workers, cfg.queue, &app, &done_tx)?;
+    let chat = spawn_lane("chat", cfg.chat_workers, cfg.chat_queue, &app, &done_tx)?;
+    drop(done_tx);
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    let listener = {
+        let (http, stopping, app) = (http.clone(), stopping.clone(), app.clone());
+        thread::Builder::new()
+            .name("listener".into())
+            .spawn(move || listen(&app, &http, &stopping, [fast, chat], &fatal))?
+    };
+    Ok(RunningServer {
+        http,
+        addr,
+        stopping,
+        listener: Some(listener),
+        workers_done,
+    })
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops intake, then waits up to `grace` for in-flight requests. Returns whether every
+    /// worker finished in time.
+    pub fn shutdown(mut self, grace: Duration) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.http.unblock();
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.join();
+        }
+        let deadline = Instant::now() + grace;
+        // Disconnected means every worker has exited; a timeout means some are still busy.
+        matches!(
+            self.workers_done.recv_deadline(deadline),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        )
+    }
+}
+
+fn spawn_lane(
+    name: &'static str,
+    workers: usize,
+    queue: usize,
+    app: &Arc<App>,
+    done: &Sender<()>,
+) -> std::io::Result<Sender<Job>> {
+    let (tx, rx) = bounded::<Job>(queue);
+    for i in 0..workers {
+        let (rx, app, done) = (rx.clone(), app.clone(), done.clone());
+        thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || {
+                for job in rx.iter() {
+                    serve(&app, job);
+                }
+                drop(done);
+            })?;
+    }
+    Ok(tx)
+}
+
+fn listen(
+    app: &App,
+    http: &tiny_http::Server,
+    stopping: &AtomicBool,
+    lanes: [Sender<Job>; 2],
+    fatal: &Sender<String>,
+) {
+    let debug = app.config.server.debug_routes;
+    loop {
+        let request = match http.recv() {
+            Ok(r) => r,
+            Err(e) => {
+                if !stopping.load(Ordering::SeqCst) {
+                    // tiny_http's accept thread has stopped for good (e.g. out of file
+                    // descriptors): exit so a supervisor can restart us.
+                    error!("HTTP listener failed: {e}");
+                    let _ = fatal.send(format!("HTTP listener failed: {e}"));
+                }
+                break;
+            }
+        };
+        let received = Instant::now();
+        let path = request.url().split('?').next().unwrap_or("");
+        let route = router::route(request.method().as_str(), path, debug);
+        let lane = match &route {
+            Ok(r) => r.lane(),
+            Err(_) => Lane::Fast,
+        };
+        let job = Job {
+            request,
+            route,
+            received,
+        };
+        let tx = match lane {
+            Lane::Fast => &lanes[0],
+            Lane::Chat => &lanes[1],
+        };
+        if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(job) {
+            let what = match lane {
+                Lane::Fast => "request queue full",
+                Lane::Chat => "all chat slots busy",
+            };
+            let status = reply(job.request, ApiError::overloaded(what).into());
+            log_access(app, "-", what, status, received);
+        }
+    }
+    // Dropping the senders lets workers finish what is queued and exit.
+}
+
+fn log_access(app: &App, method: &str, path: &str, status: u16, since: Instant) {
+    if app.config.server.access_log {
+        info!(
+            "{method} {path} {status} {:.1}ms",
+            since.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// Serves one request on a worker thread.
+fn serve(app: &Arc<App>, job: Job) {
+    let Job {
+        mut request,
+        route,
+        received,
+    } = job;
+    let method = request.method().as_str().to_owned();
+    let target = request.url().to_owned();
+    let path = target.split('?').next().unwrap_or("").to_owned();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str().to_owned(), h.value.as_str().to_owned()))
+        .collect();
+    let cors = cors_origin(app, &headers);
+
+    let status = match admit(app, &headers, &target, route) {
+        Err(e) => reply_cors(request, e.into(), cors.as_deref()),
+        Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
+        Ok(route) => match read_body(&mut request, app.config.server.max_body_bytes) {
+            Err(e) => reply(request, ApiResponse::from(e).with_header("Connection", "close")),
+            Ok(body) => {
+                let api = ApiRequest::new(&method, &target, headers, body);
+                let resp = catch_unwind(AssertUnwindSafe(|| handlers::handle(app, &route, &api)))
+                    .unwrap_or_else(|_| {
+                        Err(ApiError::internal(
+                            "the request handler failed unexpectedly; see the daemon log",
+                        ))
+                    })
+                    .unwrap_or_else(ApiResponse::from);
+                reply_cors(request, resp, cors.as_deref())
+            }
+        },
+    };
+    log_access(app, &method, &path, status, received);
+}
+
+/// Host, Origin, length and token checks that every route passes before its handler.
+fn admit(
+    app: &App,
+    headers: &[(String, String)],
+    target: &str,
+    route: Result<Route, ApiError>,
+) -> Result<Route, ApiError> {
+    let cfg = &app.config.server;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    if crate::config::is_loopback_bind(&cfg.bind) {
+        if let Some(host) = header("Host") {
+            if !is_loopback_host(host) {
+                return Err(ApiError::forbidden(format!(
+                    "Host {host:?} is not a loopback name; this server only answers requests for localhost"
+                )));
+            }
+        }
+    }
+    if let Some(origin) = header("Origin") {
+        if !origin_allowed(origin, &cfg.allowed_origins) {
+            return Err(ApiError::forbidden(format!(
+                "Origin {origin:?} is not allowed; add it to server.allowed_origins to permit it"
+            )));
+        }
+    }
+    if target.len() > cfg.max_query_bytes {
+        return Err(ApiError::invalid_request(format!(
+            "request target is longer than server.max_query_bytes ({} bytes)",
+            cfg.max_query_bytes
+        )));
+    }
+    let route = route?;
+    if !cfg.auth_token.is_empty() && !route.is_public() {
+        let given = header("Authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.trim().as_bytes().ct_eq(cfg.auth_token.as_bytes())) {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    Ok(route)
+}
+
+fn read_body(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    if request.body_length().is_some_and(|len| len > max) {
+        return Err(ApiError::payload_too_large(max));
+    }
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::invalid_request(format!("cannot read the request body: {e}")))?;
+    if body.len() > max {
+        return Err(ApiError::payload_too_large(max));
+    }
+    Ok(body)
+}
+
+fn preflight() -> ApiResponse {
+    ApiResponse::empty(204)
+        .with_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+        .with_header(
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type",
+        )
+        .with_header("Access-Control-Max-Age", "600")
+}
+
+/// The origin to echo in `Access-Control-Allow-Origin`, when the request has an allowed one.
+fn cors_origin(app: &App, headers: &[(String, String)]) -> Option<String> {
+    let origin = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Origin"))
+        .map(|(_, v)| v)?;
+    origin_allowed(origin, &app.config.server.allowed_origins).then(|| origin.clone())
+}
+
+fn reply_cors(request: tiny_http::Request, resp: ApiResponse, origin: Option<&str>) -> u16 {
+    match origin {
+        Some(o) => reply(
+            request,
+            resp.with_header("Access-Control-Allow-Origin", o)
+                .with_header("Vary", "Origin"),
+        ),
+        None => reply(request, resp),
+    }
+}
+
+/// Sends a complete response; a client that went away is not an error worth more than a
+/// debug line.
+fn reply(request: tiny_http::Request, resp: ApiResponse) -> u16 {
+    let status = resp.status;
+    if let Err(e) = request.respond(resp.into_tiny()) {
+        log::debug!("client went away before the response was sent: {e}");
+    }
+    status
+}
+
+/// True for `localhost`, `*.localhost` and loopback IP literals, with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:port
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// A browser origin is allowed when it is a local page or listed in config.
+pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    !rest.contains('/') && is_loopback_host(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "localhost:31327", "127.0.0.1:80", "[::1]:31327", "127.1.2.3", "a.localhost"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["example.com", "evil.com:31327", "192.168.1.2", "localhost.evil.com", "[2001:db8::1]:80"] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        assert!(origin_allowed("http://localhost:3000", &[]));
+        assert!(origin_allowed("http://127.0.0.1", &[]));
+        assert!(!origin_allowed("https://evil.example", &[]));
+        assert!(!origin_allowed("null", &[]));
+        assert!(origin_allowed("https://app.example", &["https://app.example".into()]));
+    }
+}
