@@ -10,7 +10,11 @@ use crate::daemon::{self, DaemonError, ForegroundOptions, PidFile, exit};
 use crate::paths;
 
 #[derive(Parser, Debug)]
-#[command(name = "localgpt", version, about = "A personal AI assistant that lives on your machine")]
+#[command(
+    name = "localgpt",
+    version,
+    about = "A personal AI assistant that lives on your machine"
+)]
 pub struct Cli {
     /// Config file (default: ~/.config/localgpt/config.toml; env LOCALGPT_CONFIG)
     #[arg(long, global = true, value_name = "PATH")]
@@ -81,7 +85,11 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-fn run_daemon(cmd: DaemonCommand, config: Option<PathBuf>, verbose: u8) -> Result<i32, DaemonError> {
+fn run_daemon(
+    cmd: DaemonCommand,
+    config: Option<PathBuf>,
+    verbose: u8,
+) -> Result<i32, DaemonError> {
     match cmd {
         DaemonCommand::Start(args) if args.foreground => {
             daemon::run_foreground(&ForegroundOptions {
@@ -118,7 +126,8 @@ fn run_daemon(cmd: DaemonCommand, config: Option<PathBuf>, verbose: u8) -> Resul
                 println!("address:  none (server.enabled = false)");
                 return Ok(0);
             };
-            let client = crate::client::Client::new(&cfg.server.auth_token, Some(Duration::from_secs(5)));
+            let client =
+                crate::client::Client::new(&cfg.server.auth_token, Some(Duration::from_secs(5)));
             let bound = client.at(addr);
             println!("address:  {}", bound.base());
             match bound.get("/api/status") {

@@ -125,7 +125,9 @@ impl Bound<'_> {
     }
 }
 
-fn finish(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ClientError> {
+fn finish(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Value, ClientError> {
     let mut resp = result.map_err(|e| ClientError::Unreachable(e.to_string()))?;
     let status = resp.status().as_u16();
     let text = resp

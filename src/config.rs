@@ -81,9 +81,9 @@ impl FromStr for Span {
         if t == "0" {
             return Ok(Span(Duration::ZERO));
         }
-        let parsed: jiff::SignedDuration = t
-            .parse()
-            .map_err(|e| format!("invalid duration {s:?} (use e.g. \"90s\", \"30m\", \"2h30m\"): {e}"))?;
+        let parsed: jiff::SignedDuration = t.parse().map_err(|e| {
+            format!("invalid duration {s:?} (use e.g. \"90s\", \"30m\", \"2h30m\"): {e}")
+        })?;
         if parsed.is_negative() {
             return Err(format!("invalid duration {s:?}: must not be negative"));
         }
@@ -468,7 +468,9 @@ pub fn split_model(model: &str) -> Result<(&str, &str), String> {
 }
 
 pub fn is_loopback_bind(bind: &str) -> bool {
-    bind.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    bind.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
 }
 
 impl Config {
@@ -511,15 +513,15 @@ impl Config {
         if let Some(v) = var("LOCALGPT_LOG").filter(|v| !v.is_empty()) {
             self.logging.level = v;
         }
-        if self.providers.openai.api_key.is_empty() {
-            if let Some(v) = var("OPENAI_API_KEY") {
-                self.providers.openai.api_key = v;
-            }
+        if self.providers.openai.api_key.is_empty()
+            && let Some(v) = var("OPENAI_API_KEY")
+        {
+            self.providers.openai.api_key = v;
         }
-        if self.providers.anthropic.api_key.is_empty() {
-            if let Some(v) = var("ANTHROPIC_API_KEY") {
-                self.providers.anthropic.api_key = v;
-            }
+        if self.providers.anthropic.api_key.is_empty()
+            && let Some(v) = var("ANTHROPIC_API_KEY")
+        {
+            self.providers.anthropic.api_key = v;
         }
         Ok(())
     }
@@ -527,10 +529,13 @@ impl Config {
     /// Checks the values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.server;
-        let ip: IpAddr = s
-            .bind
-            .parse()
-            .map_err(|_| invalid("server.bind", &s.bind, "must be an IP address such as 127.0.0.1"))?;
+        let ip: IpAddr = s.bind.parse().map_err(|_| {
+            invalid(
+                "server.bind",
+                &s.bind,
+                "must be an IP address such as 127.0.0.1",
+            )
+        })?;
         if !ip.is_loopback() && s.auth_token.is_empty() {
             return Err(invalid(
                 "server.bind",
@@ -544,8 +549,16 @@ impl Config {
             ("server.max_body_bytes", s.max_body_bytes, 1024),
             ("server.max_query_bytes", s.max_query_bytes, 256),
             ("server.ws_max_message_bytes", s.ws_max_message_bytes, 1024),
-            ("agent.max_tool_iterations", self.agent.max_tool_iterations, 1),
-            ("agent.memory_context_chars", self.agent.memory_context_chars, 0),
+            (
+                "agent.max_tool_iterations",
+                self.agent.max_tool_iterations,
+                1,
+            ),
+            (
+                "agent.memory_context_chars",
+                self.agent.memory_context_chars,
+                0,
+            ),
             ("agent.history_chars", self.agent.history_chars, 1000),
             ("memory.chunk_chars", self.memory.chunk_chars, 200),
             ("memory.result_chars", self.memory.result_chars, 50),
@@ -602,7 +615,10 @@ impl Config {
         }
         for (key, url) in [
             ("providers.openai.base_url", &self.providers.openai.base_url),
-            ("providers.anthropic.base_url", &self.providers.anthropic.base_url),
+            (
+                "providers.anthropic.base_url",
+                &self.providers.anthropic.base_url,
+            ),
             ("providers.ollama.base_url", &self.providers.ollama.base_url),
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -610,9 +626,14 @@ impl Config {
             }
         }
         if self.providers.claude_cli.command.trim().is_empty() {
-            return Err(invalid("providers.claude_cli.command", "", "must name an executable"));
+            return Err(invalid(
+                "providers.claude_cli.command",
+                "",
+                "must name an executable",
+            ));
         }
-        if self.providers.read_timeout.get().is_zero() || self.providers.connect_timeout.get().is_zero()
+        if self.providers.read_timeout.get().is_zero()
+            || self.providers.connect_timeout.get().is_zero()
         {
             return Err(invalid(
                 "providers.read_timeout",
@@ -665,16 +686,29 @@ mod tests {
 
     #[test]
     fn bad_values_name_key_and_value() {
-        let e = parse("[server]\nbind = \"localhost:80\"\n").unwrap_err().to_string();
-        assert!(e.contains("server.bind") && e.contains("localhost:80"), "{e}");
-        let e = parse("[server]\nbind = \"0.0.0.0\"\n").unwrap_err().to_string();
+        let e = parse("[server]\nbind = \"localhost:80\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.bind") && e.contains("localhost:80"),
+            "{e}"
+        );
+        let e = parse("[server]\nbind = \"0.0.0.0\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("auth_token"), "{e}");
         assert!(parse("[server]\nbind = \"0.0.0.0\"\nauth_token = \"x\"\n").is_ok());
-        let e = parse("[agent]\ndefault_model = \"gpt4\"\n").unwrap_err().to_string();
+        let e = parse("[agent]\ndefault_model = \"gpt4\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("agent.default_model"), "{e}");
-        let e = parse("[heartbeat]\ninterval = \"often\"\n").unwrap_err().to_string();
+        let e = parse("[heartbeat]\ninterval = \"often\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("often"), "{e}");
-        let e = parse("[heartbeat]\ntimezone = \"Mars/Olympus\"\n").unwrap_err().to_string();
+        let e = parse("[heartbeat]\ntimezone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("heartbeat.timezone"), "{e}");
         let e = parse("[heartbeat]\nactive_hours = { start = \"8:00\", end = \"22:00\" }\n")
             .unwrap_err()
@@ -710,7 +744,9 @@ mod tests {
         assert_eq!(c.server.port, 4000);
         assert_eq!(c.providers.openai.api_key, "sk-env");
         assert_eq!(c.memory.workspace, "/tmp/ws");
-        let e = c.apply_env(|k| (k == "LOCALGPT_PORT").then(|| "x".into())).unwrap_err();
+        let e = c
+            .apply_env(|k| (k == "LOCALGPT_PORT").then(|| "x".into()))
+            .unwrap_err();
         assert!(e.to_string().contains("LOCALGPT_PORT"));
     }
 

@@ -5,8 +5,8 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,12 +36,18 @@ pub mod exit {
 #[derive(Debug)]
 pub enum DaemonError {
     Config(ConfigError),
-    AlreadyRunning { pid: Option<u32>, pid_file: PathBuf },
+    AlreadyRunning {
+        pid: Option<u32>,
+        pid_file: PathBuf,
+    },
     PortInUse(SocketAddr),
     Io(String),
     ListenerFailed(String),
     /// The background daemon exited during start with this status; `log` is what it wrote.
-    Exited { code: i32, log: String },
+    Exited {
+        code: i32,
+        log: String,
+    },
 }
 
 impl DaemonError {
@@ -65,7 +71,11 @@ impl fmt::Display for DaemonError {
                     "localgpt is already running (pid {pid}, pid file {}); stop it with `localgpt daemon stop`",
                     pid_file.display()
                 ),
-                None => write!(f, "localgpt is already running (pid file {})", pid_file.display()),
+                None => write!(
+                    f,
+                    "localgpt is already running (pid file {})",
+                    pid_file.display()
+                ),
             },
             DaemonError::PortInUse(addr) => write!(
                 f,
@@ -116,7 +126,9 @@ impl PidFile {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| DaemonError::Io(format!("cannot open pid file {}: {e}", path.display())))?;
+            .map_err(|e| {
+                DaemonError::Io(format!("cannot open pid file {}: {e}", path.display()))
+            })?;
         if file.try_lock().is_err() {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
@@ -227,11 +239,17 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
                 .map_err(|e| DaemonError::Io(format!("cannot start the HTTP server: {e}")))?;
             let addr = server.local_addr();
             pid_file.write(Some(addr))?;
-            info!("localgpt {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+            info!(
+                "localgpt {} listening on http://{addr}",
+                env!("CARGO_PKG_VERSION")
+            );
             Some(server)
         }
         None => {
-            info!("localgpt {} running without HTTP listener (server.enabled = false)", env!("CARGO_PKG_VERSION"));
+            info!(
+                "localgpt {} running without HTTP listener (server.enabled = false)",
+                env!("CARGO_PKG_VERSION")
+            );
             None
         }
     };
@@ -300,7 +318,10 @@ fn notify_systemd(state: &str) {
 
 /// `daemon start` without `--foreground`: spawns the foreground daemon detached, with its
 /// log in the state dir, and returns once it answers `/health`.
-pub fn start_background(config_flag: Option<&Path>, verbose: u8) -> Result<RunningInfo, DaemonError> {
+pub fn start_background(
+    config_flag: Option<&Path>,
+    verbose: u8,
+) -> Result<RunningInfo, DaemonError> {
     let (config, paths) = load(config_flag)?;
     paths
         .create_dirs()
@@ -350,15 +371,15 @@ pub fn start_background(config_flag: Option<&Path>, verbose: u8) -> Result<Runni
                 log: log_tail(&log_path, log_len),
             });
         }
-        if let Some(info) = PidFile::probe(&paths.pid_file()) {
-            if info.pid == child.id() {
-                if let Some(addr) = info.addr {
-                    if client.at(addr).get("/health").is_ok() {
-                        return Ok(info);
-                    }
-                } else if !config.server.enabled {
+        if let Some(info) = PidFile::probe(&paths.pid_file())
+            && info.pid == child.id()
+        {
+            if let Some(addr) = info.addr {
+                if client.at(addr).get("/health").is_ok() {
                     return Ok(info);
                 }
+            } else if !config.server.enabled {
+                return Ok(info);
             }
         }
         if Instant::now() > deadline {
@@ -422,8 +443,13 @@ mod tests {
         assert_eq!(info.pid, std::process::id());
         assert_eq!(info.addr, Some("127.0.0.1:5".parse().unwrap()));
         match PidFile::acquire(&path) {
-            Err(DaemonError::AlreadyRunning { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
-            other => panic!("expected AlreadyRunning, got {other:?}", other = other.err()),
+            Err(DaemonError::AlreadyRunning { pid, .. }) => {
+                assert_eq!(pid, Some(std::process::id()))
+            }
+            other => panic!(
+                "expected AlreadyRunning, got {other:?}",
+                other = other.err()
+            ),
         }
         drop(first);
         assert!(!path.exists());

@@ -40,7 +40,8 @@ fn builder(timestamps: bool) -> ConfigBuilder {
         .add_filter_ignore_str("ureq")
         .add_filter_ignore_str("tungstenite");
     if timestamps {
-        b.set_time_level(LevelFilter::Error).set_time_format_rfc3339();
+        b.set_time_level(LevelFilter::Error)
+            .set_time_format_rfc3339();
     } else {
         b.set_time_level(LevelFilter::Off);
     }
@@ -55,7 +56,11 @@ pub fn init(level: LevelFilter, file: Option<&Path>) -> std::io::Result<()> {
         None => Box::new(std::io::stderr()),
     };
     // One write(2) per line: readers of the log never see half lines.
-    let _ = WriteLogger::init(level, builder(file.is_some()).build(), LineWriter::new(sink));
+    let _ = WriteLogger::init(
+        level,
+        builder(file.is_some()).build(),
+        LineWriter::new(sink),
+    );
     install_panic_hook();
     Ok(())
 }

@@ -24,7 +24,9 @@ pub fn process_env(key: &str) -> Option<String> {
 }
 
 fn home(env: EnvLookup) -> PathBuf {
-    env("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    env("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Expands a leading `~/` to `$HOME/`.
@@ -53,7 +55,9 @@ pub fn config_file(flag: Option<&Path>, env: EnvLookup) -> PathBuf {
     if let Some(p) = env("LOCALGPT_CONFIG") {
         return expand_tilde(&p, env);
     }
-    xdg(env, "XDG_CONFIG_HOME", ".config").join("localgpt").join("config.toml")
+    xdg(env, "XDG_CONFIG_HOME", ".config")
+        .join("localgpt")
+        .join("config.toml")
 }
 
 impl Paths {
@@ -146,9 +150,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -161,8 +167,14 @@ mod tests {
         assert_eq!(p.data_dir, PathBuf::from("/home/u/.local/share/localgpt"));
         assert_eq!(p.state_dir, PathBuf::from("/home/u/.local/state/localgpt"));
         assert_eq!(p.cache_dir, PathBuf::from("/home/u/.cache/localgpt"));
-        assert_eq!(p.workspace, PathBuf::from("/home/u/.local/share/localgpt/workspace"));
-        assert_eq!(p.pid_file(), PathBuf::from("/home/u/.local/state/localgpt/run/localgpt.pid"));
+        assert_eq!(
+            p.workspace,
+            PathBuf::from("/home/u/.local/share/localgpt/workspace")
+        );
+        assert_eq!(
+            p.pid_file(),
+            PathBuf::from("/home/u/.local/state/localgpt/run/localgpt.pid")
+        );
     }
 
     #[test]
@@ -174,7 +186,10 @@ mod tests {
             ("LOCALGPT_DATA_DIR", "/d"),
             ("LOCALGPT_CACHE_DIR", "~/c"),
         ]);
-        assert_eq!(config_file(None, &env), PathBuf::from("/xdg/config/localgpt/config.toml"));
+        assert_eq!(
+            config_file(None, &env),
+            PathBuf::from("/xdg/config/localgpt/config.toml")
+        );
         assert_eq!(
             config_file(Some(Path::new("/etc/x.toml")), &env),
             PathBuf::from("/etc/x.toml")
@@ -190,7 +205,8 @@ mod tests {
     #[test]
     fn dirs_are_private() {
         let base = std::env::temp_dir().join(format!("lgpt-paths-{}", std::process::id()));
-        let env = env_of(&[("HOME", base.to_str().unwrap())]);
+        let base_str = base.to_str().unwrap().to_string();
+        let env = env_of(&[("HOME", base_str.as_str())]);
         let p = Paths::resolve(PathBuf::from("/none"), "", &env);
         p.create_dirs().unwrap();
         let mode = fs::metadata(&p.state_dir).unwrap().permissions().mode() & 0o777;

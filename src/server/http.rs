@@ -62,7 +62,9 @@ impl ApiRequest {
         }
         match serde_json::from_slice::<Value>(&self.body) {
             Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(ApiError::invalid_request("request body must be a JSON object")),
+            Ok(_) => Err(ApiError::invalid_request(
+                "request body must be a JSON object",
+            )),
             Err(e) => Err(ApiError::invalid_request(format!(
                 "request body is not valid JSON: {e}"
             ))),
@@ -144,8 +146,10 @@ pub struct ApiResponse {
 impl ApiResponse {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> ApiResponse {
         let body = serde_json::to_vec(value).unwrap_or_else(|e| {
-            format!(r#"{{"error":{{"code":"internal_error","message":"cannot encode response: {e}"}}}}"#)
-                .into_bytes()
+            format!(
+                r#"{{"error":{{"code":"internal_error","message":"cannot encode response: {e}"}}}}"#
+            )
+            .into_bytes()
         });
         ApiResponse {
             status,
@@ -209,7 +213,12 @@ mod tests {
 
     #[test]
     fn query_is_decoded() {
-        let r = ApiRequest::new("GET", "/api/memory/search?q=rust%20async+notes&limit=5&x", vec![], vec![]);
+        let r = ApiRequest::new(
+            "GET",
+            "/api/memory/search?q=rust%20async+notes&limit=5&x",
+            vec![],
+            vec![],
+        );
         assert_eq!(r.path, "/api/memory/search");
         assert_eq!(r.query("q"), Some("rust async notes"));
         assert_eq!(r.query("limit"), Some("5"));
@@ -228,7 +237,12 @@ mod tests {
         let f = Fields(&map);
         let e = f.req_str("message").unwrap_err();
         assert!(e.message.contains("'message'") && e.message.contains("number"));
-        assert!(f.opt_bool("include_memory").unwrap_err().message.contains("include_memory"));
+        assert!(
+            f.opt_bool("include_memory")
+                .unwrap_err()
+                .message
+                .contains("include_memory")
+        );
         assert!(f.req_str("empty").unwrap_err().message.contains("empty"));
         assert!(f.req_str("absent").unwrap_err().message.contains("missing"));
     }
@@ -238,7 +252,12 @@ mod tests {
         let r = ApiRequest::new("POST", "/", vec![], b"[1]".to_vec());
         assert_eq!(r.json_object(false).unwrap_err().status, 400);
         let r = ApiRequest::new("POST", "/", vec![], b"{bad".to_vec());
-        assert!(r.json_object(false).unwrap_err().message.contains("not valid JSON"));
+        assert!(
+            r.json_object(false)
+                .unwrap_err()
+                .message
+                .contains("not valid JSON")
+        );
         let r = ApiRequest::new("POST", "/", vec![], Vec::new());
         assert!(r.json_object(true).unwrap().is_empty());
     }

@@ -194,7 +194,12 @@ fn serve(app: &Arc<App>, job: Job) {
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
-        .map(|h| (h.field.as_str().as_str().to_owned(), h.value.as_str().to_owned()))
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_owned(),
+                h.value.as_str().to_owned(),
+            )
+        })
         .collect();
     let cors = cors_origin(app, &headers);
 
@@ -202,7 +207,10 @@ fn serve(app: &Arc<App>, job: Job) {
         Err(e) => reply_cors(request, e.into(), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
         Ok(route) => match read_body(&mut request, app.config.server.max_body_bytes) {
-            Err(e) => reply(request, ApiResponse::from(e).with_header("Connection", "close")),
+            Err(e) => reply(
+                request,
+                ApiResponse::from(e).with_header("Connection", "close"),
+            ),
             Ok(body) => {
                 let api = ApiRequest::new(&method, &target, headers, body);
                 let resp = catch_unwind(AssertUnwindSafe(|| handlers::handle(app, &route, &api)))
@@ -233,21 +241,20 @@ fn admit(
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
-    if crate::config::is_loopback_bind(&cfg.bind) {
-        if let Some(host) = header("Host") {
-            if !is_loopback_host(host) {
-                return Err(ApiError::forbidden(format!(
-                    "Host {host:?} is not a loopback name; this server only answers requests for localhost"
-                )));
-            }
-        }
+    if crate::config::is_loopback_bind(&cfg.bind)
+        && let Some(host) = header("Host")
+        && !is_loopback_host(host)
+    {
+        return Err(ApiError::forbidden(format!(
+            "Host {host:?} is not a loopback name; this server only answers requests for localhost"
+        )));
     }
-    if let Some(origin) = header("Origin") {
-        if !origin_allowed(origin, &cfg.allowed_origins) {
-            return Err(ApiError::forbidden(format!(
-                "Origin {origin:?} is not allowed; add it to server.allowed_origins to permit it"
-            )));
-        }
+    if let Some(origin) = header("Origin")
+        && !origin_allowed(origin, &cfg.allowed_origins)
+    {
+        return Err(ApiError::forbidden(format!(
+            "Origin {origin:?} is not allowed; add it to server.allowed_origins to permit it"
+        )));
     }
     if target.len() > cfg.max_query_bytes {
         return Err(ApiError::invalid_request(format!(
@@ -364,10 +371,23 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "localhost:31327", "127.0.0.1:80", "[::1]:31327", "127.1.2.3", "a.localhost"] {
+        for h in [
+            "localhost",
+            "localhost:31327",
+            "127.0.0.1:80",
+            "[::1]:31327",
+            "127.1.2.3",
+            "a.localhost",
+        ] {
             assert!(is_loopback_host(h), "{h}");
         }
-        for h in ["example.com", "evil.com:31327", "192.168.1.2", "localhost.evil.com", "[2001:db8::1]:80"] {
+        for h in [
+            "example.com",
+            "evil.com:31327",
+            "192.168.1.2",
+            "localhost.evil.com",
+            "[2001:db8::1]:80",
+        ] {
             assert!(!is_loopback_host(h), "{h}");
         }
     }
@@ -378,6 +398,9 @@ mod tests {
         assert!(origin_allowed("http://127.0.0.1", &[]));
         assert!(!origin_allowed("https://evil.example", &[]));
         assert!(!origin_allowed("null", &[]));
-        assert!(origin_allowed("https://app.example", &["https://app.example".into()]));
+        assert!(origin_allowed(
+            "https://app.example",
+            &["https://app.example".into()]
+        ));
     }
 }

@@ -137,11 +137,17 @@ mod tests {
     #[test]
     fn unknown_and_wrong_method() {
         assert_eq!(route("GET", "/nope", false).unwrap_err().status, 404);
-        assert_eq!(route("GET", "/api/debug/panic", false).unwrap_err().status, 404);
+        assert_eq!(
+            route("GET", "/api/debug/panic", false).unwrap_err().status,
+            404
+        );
         let e = route("POST", "/health", false).unwrap_err();
         assert_eq!(e.status, 405);
         assert_eq!(e.allow.as_deref(), Some("GET"));
-        assert_eq!(route("PUT", "/api/sessions", false).unwrap_err().status, 405);
+        assert_eq!(
+            route("PUT", "/api/sessions", false).unwrap_err().status,
+            405
+        );
     }
 
     #[test]

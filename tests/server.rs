@@ -1,0 +1,319 @@
+//! The daemon foundation over real HTTP: routes, envelope, limits, lanes, auth, shutdown,
+//! single instance, config errors.
+
+mod support;
+
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Daemon, Home, eventually};
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+/// Holds a chat slot for `ms`, retrying while the lane is full (a probe may hold the slot
+/// for an instant); returns the final status and body.
+fn hold_chat_slot(d: &Daemon, ms: u64) -> thread::JoinHandle<(u16, String)> {
+    let url = d.url(&format!("/api/debug/sleep?ms={ms}"));
+    thread::spawn(move || {
+        loop {
+            let mut r = ureq::post(&url)
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send("")
+                .expect("request");
+            let status = r.status().as_u16();
+            let body = r.body_mut().read_to_string().unwrap_or_default();
+            if status != 503 {
+                return (status, body);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
+/// Waits until every chat slot is taken: a zero-length sleep is refused with 503.
+fn wait_chat_lane_full(d: &Daemon) {
+    eventually(Duration::from_secs(10), "chat lane saturated", || {
+        let (status, _) = d.post("/api/debug/sleep?ms=0", "");
+        (status == 503).then_some(())
+    });
+}
+
+#[test]
+fn health_and_status_shapes() {
+    let d = Daemon::start("");
+    let (status, body) = d.get("/health");
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+
+    let (status, s) = d.get("/api/status");
+    assert_eq!(status, 200);
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert!(s["uptime_seconds"].is_u64());
+    assert_eq!(s["model"], "claude-cli/opus");
+    assert!(s["memory"]["files_indexed"].is_u64());
+    assert!(s["memory"]["chunks"].is_u64());
+    assert!(s["heartbeat"]["enabled"].is_boolean());
+    assert!(s["heartbeat"].get("last_run").is_some());
+    assert!(s["heartbeat"].get("next_run").is_some());
+}
+
+#[test]
+fn errors_use_the_envelope() {
+    let d = Daemon::start("[server]\ndebug_routes = true\nmax_body_bytes = 2048\n");
+    let (status, body) = d.get("/no/such/thing");
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+
+    let (status, headers, text) = d.raw_call("DELETE", "/health", None, &[]);
+    assert_eq!(status, 405);
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(error_code(&body), "method_not_allowed");
+    assert!(headers.iter().any(|(k, v)| k == "allow" && v == "GET"));
+
+    let big = "x".repeat(4096);
+    let (status, body) = d.post("/api/debug/sleep?ms=0", &big);
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
+
+    let long = format!("/health?{}", "a".repeat(5000));
+    let (status, body) = d.get(&long);
+    assert_eq!((status, error_code(&body)), (400, "invalid_request"));
+
+    let (status, body) = d.post("/api/debug/sleep?ms=abc", "");
+    assert_eq!((status, error_code(&body)), (400, "invalid_request"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("ms"));
+}
+
+#[test]
+fn foreign_host_and_origin_are_refused() {
+    let d = Daemon::start("");
+    let raw = d.raw(
+        b"GET /api/status HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    let (status, _, text) = support::parse_response(&raw);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("forbidden"));
+
+    let (status, body) = d.call(
+        "GET",
+        "/api/status",
+        None,
+        &[("Origin", "https://evil.example")],
+    );
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+    let (status, headers, _) = d.raw_call(
+        "GET",
+        "/api/status",
+        None,
+        &[("Origin", "http://localhost:3000")],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "access-control-allow-origin" && v == "http://localhost:3000")
+    );
+}
+
+#[test]
+fn bearer_token_guards_all_but_health() {
+    let d = Daemon::start("[server]\nauth_token = \"s3cret-token\"\n");
+    assert_eq!(d.get("/health").0, 200, "health needs no token");
+    let (status, body) = d.get("/api/status");
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    let (status, _) = d.call(
+        "GET",
+        "/api/status",
+        None,
+        &[("Authorization", "Bearer wrong")],
+    );
+    assert_eq!(status, 401);
+    let (status, _) = d.call(
+        "GET",
+        "/api/status",
+        None,
+        &[("Authorization", "Bearer s3cret-token")],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        !d.stderr().contains("s3cret-token"),
+        "token must not be logged"
+    );
+}
+
+#[test]
+fn full_chat_lane_answers_503_at_once() {
+    let d = Daemon::start("[server]\ndebug_routes = true\nchat_workers = 1\nchat_queue = 0\n");
+    let sleeper = hold_chat_slot(&d, 3000);
+    wait_chat_lane_full(&d);
+    let (status, headers, text) = d.raw_call("POST", "/api/debug/sleep?ms=0", Some(""), &[]);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("overloaded"));
+    assert!(headers.iter().any(|(k, v)| k == "retry-after" && v == "1"));
+    assert_eq!(sleeper.join().unwrap().0, 200);
+}
+
+#[test]
+fn cheap_routes_answer_while_chat_lane_is_saturated() {
+    let d = Daemon::start("[server]\ndebug_routes = true\nchat_workers = 2\nchat_queue = 0\n");
+    let sleepers: Vec<_> = (0..2).map(|_| hold_chat_slot(&d, 4000)).collect();
+    wait_chat_lane_full(&d);
+    for _ in 0..20 {
+        assert_eq!(d.get("/health").0, 200);
+        assert_eq!(d.get("/api/status").0, 200);
+    }
+    // The fast lane answered while both slow requests were still running.
+    assert!(sleepers.iter().all(|s| !s.is_finished()));
+    for s in sleepers {
+        assert_eq!(s.join().unwrap().0, 200);
+    }
+}
+
+#[test]
+fn handler_panic_is_500_and_worker_survives() {
+    let d = Daemon::start("[server]\ndebug_routes = true\nworkers = 1\n");
+    for _ in 0..3 {
+        let (status, body) = d.get("/api/debug/panic");
+        assert_eq!((status, error_code(&body)), (500, "internal_error"));
+        // Same single worker still serves.
+        assert_eq!(d.get("/health").0, 200);
+    }
+    assert!(d.stderr().contains("deliberate panic"));
+}
+
+#[test]
+fn sigterm_lets_in_flight_request_finish_then_exits_0() {
+    let mut d = Daemon::start("[server]\ndebug_routes = true\nchat_workers = 1\nchat_queue = 0\n");
+    let sleeper = hold_chat_slot(&d, 1500);
+    wait_chat_lane_full(&d);
+    let status = d.stop();
+    assert!(status.success(), "exit status {status:?}\n{}", d.stderr());
+    let (status, body) = sleeper.join().unwrap();
+    assert_eq!(status, 200, "in-flight request completed: {body}");
+    assert!(body.contains("slept_ms"));
+    assert!(d.stderr().contains("shutting down"));
+}
+
+#[test]
+fn second_instance_is_refused() {
+    let d = Daemon::start("");
+    let (status, _, stderr) = d.home.run(&["daemon", "start", "--foreground"]);
+    assert_eq!(status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("already running"), "{stderr}");
+    let (status, _, stderr) = d.home.run(&["daemon", "start"]);
+    assert_eq!(status.code(), Some(69), "{stderr}");
+    assert_eq!(d.get("/health").0, 200);
+}
+
+#[test]
+fn port_in_use_is_refused_with_its_status() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let home = Home::new("port");
+    home.write_config(&format!("[server]\nport = {port}\n"));
+    let (status, _, stderr) = home.run(&["daemon", "start", "--foreground"]);
+    assert_eq!(status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("already in use"), "{stderr}");
+}
+
+#[test]
+fn bad_config_is_refused_with_its_status() {
+    let home = Home::new("badcfg");
+    home.write_config("[server]\nprot = 1\n");
+    let (status, _, stderr) = home.run(&["daemon", "start", "--foreground"]);
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("prot"), "{stderr}");
+
+    home.write_config("[server]\nbind = \"0.0.0.0\"\n");
+    let (status, _, stderr) = home.run(&["daemon", "start", "--foreground"]);
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("auth_token"), "{stderr}");
+
+    let (status, _, stderr) = home.run(&["daemon", "start"]);
+    assert_eq!(
+        status.code(),
+        Some(78),
+        "background start refuses too: {stderr}"
+    );
+}
+
+#[test]
+fn config_commands() {
+    let home = Home::new("cfgcmd");
+    let (status, out, _) = home.run(&["config", "path"]);
+    assert!(status.success());
+    assert_eq!(out.trim(), home.config_path().to_str().unwrap());
+
+    let (status, _, _) = home.run(&["config", "init"]);
+    assert!(status.success());
+    let written = std::fs::read_to_string(home.config_path()).unwrap();
+    assert_eq!(written, include_str!("../config.example.toml"));
+    let (status, _, stderr) = home.run(&["config", "init"]);
+    assert!(!status.success());
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert!(home.run(&["config", "init", "--force"]).0.success());
+
+    home.write_config(
+        "[server]\nauth_token = \"tok-abc\"\n[providers.openai]\napi_key = \"sk-live-123\"\n",
+    );
+    let (status, out, _) = home.run(&["config", "show"]);
+    assert!(status.success());
+    assert!(
+        !out.contains("tok-abc") && !out.contains("sk-live-123"),
+        "{out}"
+    );
+    assert!(out.contains("<redacted>"));
+    assert!(out.contains("default_model"));
+}
+
+#[test]
+fn background_start_status_stop() {
+    let home = Home::new("bg");
+    home.write_config("");
+    let (status, out, stderr) = home.run(&["daemon", "start"]);
+    assert!(status.success(), "{out}{stderr}");
+    assert!(out.contains("started (pid"), "{out}");
+
+    let (status, out, _) = home.run(&["daemon", "status"]);
+    assert!(status.success(), "{out}");
+    for field in ["pid:", "address:", "uptime:", "version:"] {
+        assert!(out.contains(field), "{out}");
+    }
+    assert!(home.state_dir().join("localgpt.log").exists());
+
+    let (status, out, _) = home.run(&["daemon", "stop"]);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("stopped"));
+    let (status, out, _) = home.run(&["daemon", "status"]);
+    assert_eq!(status.code(), Some(3), "{out}");
+    let log = std::fs::read_to_string(home.state_dir().join("localgpt.log")).unwrap();
+    assert!(log.contains("listening on"), "{log}");
+}
+
+#[test]
+fn without_listener_the_daemon_still_runs() {
+    let home = Home::new("nolisten");
+    home.write_config("[server]\nenabled = false\n");
+    let mut child = home
+        .command()
+        .args(["daemon", "start", "--foreground"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(10), "pid file", || {
+        std::fs::read_to_string(home.pid_file())
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = support::wait_timeout(&mut child, Duration::from_secs(10)).unwrap();
+    assert!(status.success());
+}
