@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod durable;
@@ -14,3 +15,4 @@ pub mod logging;
 pub mod paths;
 pub mod providers;
 pub mod server;
+pub mod sessions;

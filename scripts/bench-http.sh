@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# HTTP benchmark: /health under wrk against the daemon and against a bare tiny_http
+# hello-world built in the same run, plus idle RSS, binary size and start time.
+# Usage: scripts/bench-http.sh [duration_seconds]   (needs wrk, curl, python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${1:-10}
+CONNS=64
+
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "installing $2 ..." >&2
+            apt-get install -y -qq "$2" >/dev/null
+        else
+            echo "missing $1: install it (apt-get install $2)" >&2
+            exit 1
+        fi
+    fi
+}
+need wrk wrk
+need curl curl
+need python3 python3
+
+cargo build --release --quiet --bin localgpt --example hello_tiny_http
+BIN=target/release/localgpt
+HELLO=target/release/examples/hello_tiny_http
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+export HOME=$WORK LOCALGPT_CONFIG=$WORK/config.toml LOCALGPT_DATA_DIR=$WORK/data \
+    LOCALGPT_STATE_DIR=$WORK/state LOCALGPT_CACHE_DIR=$WORK/cache
+unset XDG_RUNTIME_DIR
+
+wait_up() {
+    for _ in $(seq 1 500); do
+        curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
+        sleep 0.01
+    done
+    echo "server on port $1 did not come up" >&2
+    exit 1
+}
+
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# wrk prints "Requests/sec: N" and, with --latency, a "99%" line.
+run_wrk() {
+    wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/health" >"$WORK/wrk-$2.txt"
+    RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk-$2.txt")
+    P99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk-$2.txt")
+}
+
+# --- daemon ---
+DPORT=$(free_port)
+printf '[server]\nport = %s\n[heartbeat]\nenabled = false\n' "$DPORT" >"$LOCALGPT_CONFIG"
+"$BIN" daemon start --foreground 2>"$WORK/daemon.log" &
+DPID=$!
+PIDS+=("$DPID")
+wait_up "$DPORT"
+sleep 1
+IDLE_RSS=$(rss_kib "$DPID")
+run_wrk "$DPORT" daemon
+D_RPS=$RPS D_P99=$P99
+sleep 1
+LOADED_RSS=$(rss_kib "$DPID")
+kill -TERM "$DPID"
+wait "$DPID" || true
+
+# --- bare tiny_http ---
+HPORT=$(free_port)
+"$HELLO" "$HPORT" &
+HPID=$!
+PIDS+=("$HPID")
+wait_up "$HPORT"
+run_wrk "$HPORT" hello
+H_RPS=$RPS H_P99=$P99
+kill "$HPID"
+
+# --- start time: exec to first 200, median of 20 ---
+START_MS=$(python3 - "$BIN" <<'PY'
+import os, socket, subprocess, sys, time, statistics
+binary = sys.argv[1]
+times = []
+for _ in range(20):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    with open(os.environ["LOCALGPT_CONFIG"], "w") as f:
+        f.write(f"[server]\nport = {port}\n[heartbeat]\nenabled = false\n")
+    t0 = time.perf_counter()
+    p = subprocess.Popen([binary, "daemon", "start", "--foreground"], stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            c = socket.create_connection(("127.0.0.1", port), timeout=1)
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            if c.recv(64).startswith(b"HTTP/1.1 200"):
+                c.close(); break
+            c.close()
+        except OSError:
+            time.sleep(0.0005)
+    times.append((time.perf_counter() - t0) * 1000)
+    p.terminate(); p.wait()
+print(f"{statistics.median(times):.1f}")
+PY
+)
+
+SIZE=$(stat -c %s "$BIN")
+RATIO=$(python3 -c "print(f'{$D_RPS / $H_RPS:.2f}')")
+echo
+echo "== localgpt HTTP benchmark (wrk, $CONNS connections, ${DURATION}s, /health) =="
+printf '%-28s %12s req/s   p99 %s\n' "localgpt daemon" "$D_RPS" "$D_P99"
+printf '%-28s %12s req/s   p99 %s\n' "bare tiny_http hello-world" "$H_RPS" "$H_P99"
+printf '%-28s %12s   (target >= 0.8)\n' "ratio daemon/bare" "$RATIO"
+printf '%-28s %9s KiB   (target <= 10240)\n' "idle RSS after start" "$IDLE_RSS"
+printf '%-28s %9s KiB\n' "RSS after load" "$LOADED_RSS"
+printf '%-28s %9s bytes (target <= 8 MiB)\n' "stripped release binary" "$SIZE"
+printf '%-28s %9s ms    (target <= 50)\n' "exec to first 200 (median)" "$START_MS"
