@@ -76,7 +76,7 @@ impl Http {
         }
         let response = request
             .send(body.to_string())
-            .map_err(|e| self.transport_error(url, e))?;
+            .map_err(|e| self.transport_error(url, e, false))?;
         let status = response.status();
         let body = response.into_body();
         if status.is_success() {
@@ -114,12 +114,12 @@ impl Http {
 
     /// Maps an error met while reading the stream (after the status arrived).
     pub fn read_error(&self, url: &str, e: io::Error) -> ProviderError {
-        self.transport_error(url, ureq::Error::from(e))
+        self.transport_error(url, ureq::Error::from(e), true)
     }
 
     /// Maps a ureq error: every timeout to `Timeout`, everything else to `Failed` with the
-    /// reason in words.
-    fn transport_error(&self, url: &str, e: ureq::Error) -> ProviderError {
+    /// reason in words. `streaming`: the answer had begun.
+    fn transport_error(&self, url: &str, e: ureq::Error, streaming: bool) -> ProviderError {
         let shown = shown_url(url);
         let timeout = |phase: Timeout| -> ProviderError {
             let detail = match phase {
@@ -147,10 +147,18 @@ impl Http {
                 io::ErrorKind::UnexpectedEof
                 | io::ErrorKind::ConnectionReset
                 | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe => format!(
-                    "{shown} closed the connection before the answer was complete (stream cut)"
-                ),
+                | io::ErrorKind::BrokenPipe => {
+                    if streaming {
+                        format!("{shown} closed the connection mid-answer (stream cut)")
+                    } else {
+                        format!("{shown} closed the connection without answering")
+                    }
+                }
                 io::ErrorKind::InvalidData => format!("malformed answer from {shown}: {e}"),
+                // std reports a failed getaddrinfo as an uncategorised error with this text.
+                _ if !streaming && e.to_string().contains("lookup address") => {
+                    format!("cannot resolve the host of {shown} (DNS): {e}")
+                }
                 _ => format!("I/O error talking to {shown}: {e}"),
             },
             ureq::Error::HostNotFound => format!("cannot resolve the host of {shown} (DNS)"),
