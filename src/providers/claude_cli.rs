@@ -42,6 +42,10 @@ const STDERR_WAIT: Duration = Duration::from_secs(2);
 /// another thread is forking.
 const SPAWN_ATTEMPTS: u32 = 5;
 
+/// How long the child may take to exit after printing its result line before it is
+/// killed (the answer is complete by then).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
 /// Interval of the exit-status poll once stdout has closed.
 const EXIT_POLL: Duration = Duration::from_millis(10);
 
@@ -185,14 +189,16 @@ impl Provider for ClaudeCli {
                     completion.text.push_str(&text);
                     emit(&mut *sink, &text)?;
                 }
-                Some("result") => result = Some(event),
+                Some("result") => {
+                    result = Some(event);
+                    break;
+                }
                 _ => {}
             }
         }
 
-        let status = running
-            .wait(wait)
-            .ok_or_else(|| self.timeout("did not exit"))?;
+        // With the result in hand a child that lingers is only given a moment to exit.
+        let status = running.wait(if result.is_some() { EXIT_GRACE } else { wait });
         let _ = stderr_done.recv_timeout(STDERR_WAIT);
         let stderr = stderr_text
             .lock()
@@ -200,10 +206,13 @@ impl Provider for ClaudeCli {
             .unwrap_or_default();
 
         let Some(result) = result else {
+            let Some(status) = status else {
+                return Err(self.timeout("closed its output but kept running"));
+            };
             let why = if status.success() {
                 format!("`{}` exited without a result line", self.command)
             } else {
-                format!("`{}` exited with {status}", self.command)
+                format!("`{}` failed ({status})", self.command)
             };
             return Err(self.failed(if stderr.is_empty() {
                 why
