@@ -18,6 +18,9 @@ use super::{
 };
 use crate::config::ProvidersConfig;
 
+/// Where the key comes from, for the hint on an authentication failure without one.
+const KEY_SETTING: &str = "providers.anthropic.api_key or env ANTHROPIC_API_KEY";
+
 /// The Messages API version this code speaks.
 const API_VERSION: &str = "2023-06-01";
 
@@ -56,7 +59,10 @@ impl Provider for Anthropic {
         if !self.api_key.is_empty() {
             headers.push(("x-api-key", self.api_key.as_str()));
         }
-        let stream = self.http.post_stream(&url, &headers, &request_body(req))?;
+        let stream = self
+            .http
+            .post_stream(&url, &headers, &request_body(req))
+            .map_err(|e| self.http.hint_missing_key(e, &self.api_key, KEY_SETTING))?;
         let mut events = SseReader::new(stream);
         let mut answer = Answer::default();
         loop {

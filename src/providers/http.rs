@@ -74,6 +74,7 @@ impl Http {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
+        log::debug!("{}: POST {}", self.provider, shown_url(url));
         let response = request
             .send(body.to_string())
             .map_err(|e| self.transport_error(url, e, false))?;
@@ -102,6 +103,23 @@ impl Http {
             )
         };
         Err(self.failed(detail))
+    }
+
+    /// Adds a hint to an authentication failure when no key is configured: the provider's
+    /// own "unauthorized" does not say where our key comes from.
+    pub fn hint_missing_key(&self, e: ProviderError, key: &str, setting: &str) -> ProviderError {
+        match e {
+            ProviderError::Failed { provider, detail }
+                if key.is_empty()
+                    && (detail.starts_with("HTTP 401") || detail.starts_with("HTTP 403")) =>
+            {
+                ProviderError::Failed {
+                    provider,
+                    detail: format!("{detail} (no API key is configured: set {setting})"),
+                }
+            }
+            other => other,
+        }
     }
 
     /// A `Failed` error of this provider.

@@ -23,6 +23,9 @@ use super::{
 };
 use crate::config::ProvidersConfig;
 
+/// Where the key comes from, for the hint on an authentication failure without one.
+const KEY_SETTING: &str = "providers.openai.api_key or env OPENAI_API_KEY";
+
 /// The Chat Completions provider.
 pub struct OpenAi {
     http: Http,
@@ -53,7 +56,10 @@ impl Provider for OpenAi {
             headers.push(("authorization", authorization.as_str()));
         }
         let body = request_body(req, is_openai_itself(&self.base_url));
-        let stream = self.http.post_stream(&url, &headers, &body)?;
+        let stream = self
+            .http
+            .post_stream(&url, &headers, &body)
+            .map_err(|e| self.http.hint_missing_key(e, &self.api_key, KEY_SETTING))?;
         let mut events = SseReader::new(stream);
         let mut answer = Answer::default();
         loop {

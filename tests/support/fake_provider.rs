@@ -227,6 +227,20 @@ impl FakeProvider {
         config
     }
 
+    /// The `[providers]` part of a daemon's `config.toml` pointing every HTTP provider at
+    /// this fake (keys [`TEST_KEY`]); `read_timeout` as TOML writes it, e.g. `"2s"`.
+    pub fn providers_toml(&self, read_timeout: &str) -> String {
+        format!(
+            "[providers]\nconnect_timeout = \"5s\"\nread_timeout = \"{read_timeout}\"\n\n\
+             [providers.openai]\napi_key = \"{TEST_KEY}\"\nbase_url = \"{}\"\n\n\
+             [providers.anthropic]\napi_key = \"{TEST_KEY}\"\nbase_url = \"{}\"\n\n\
+             [providers.ollama]\nbase_url = \"{}\"\n",
+            self.openai_url(),
+            self.url(),
+            self.url()
+        )
+    }
+
     /// Queues the answer to a coming request.
     pub fn push(&self, reply: Reply) {
         self.shared.update(|s| s.replies.push_back(reply));
