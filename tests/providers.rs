@@ -431,6 +431,26 @@ fn http_error_status_passes_the_providers_message_through() {
 }
 
 #[test]
+fn unauthorized_without_a_key_says_where_the_key_comes_from() {
+    let fake = FakeProvider::start();
+    let mut config = fake.providers_config(PATIENT);
+    config.openai.api_key = String::new();
+    config.anthropic.api_key = String::new();
+    for (provider, env) in [
+        ("openai", "OPENAI_API_KEY"),
+        ("anthropic", "ANTHROPIC_API_KEY"),
+    ] {
+        fake.push(Reply::fault(Fault::Status(401, "missing key".into())));
+        let detail = failed(provider, call(&config, provider).0);
+        assert!(
+            detail.contains("missing key") && detail.contains(env),
+            "{detail}"
+        );
+    }
+    assert_eq!(fake.requests()[1].header("x-api-key"), None);
+}
+
+#[test]
 fn garbage_body_is_failed_as_malformed() {
     let fake = FakeProvider::start();
     let config = fake.providers_config(PATIENT);
@@ -769,5 +789,17 @@ fn claude_cli_child_lingering_after_its_result_still_answers() {
         start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
+    );
+}
+
+#[test]
+fn fake_provider_toml_is_a_valid_providers_section() {
+    let fake = FakeProvider::start();
+    let text = fake.providers_toml("2s");
+    let config = localgpt::config::Config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+    config.validate().unwrap();
+    assert_eq!(
+        config.providers,
+        fake.providers_config(Duration::from_secs(2))
     );
 }
