@@ -8,6 +8,22 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::{KNOWN_PROVIDERS, ProvidersConfig, split_model};
+
+mod anthropic;
+mod claude_cli;
+mod http;
+mod ollama;
+mod openai;
+mod stream;
+
+pub use anthropic::Anthropic;
+pub use claude_cli::ClaudeCli;
+pub use http::{MAX_DETAIL_CHARS, MAX_ERROR_BODY_BYTES, MAX_STREAM_BYTES};
+pub use ollama::Ollama;
+pub use openai::OpenAi;
+pub use stream::MAX_LINE_BYTES;
+
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,4 +173,105 @@ pub trait Provider: Send + Sync {
 
     /// Runs one streamed model call.
     fn complete(&self, req: &ChatRequest, sink: DeltaSink) -> Result<Completion, ProviderError>;
+}
+
+/// Builds the provider a `provider/model` string names, and returns it with the bare model
+/// name. The error names the known providers.
+pub fn for_model(
+    config: &ProvidersConfig,
+    model: &str,
+) -> Result<(Box<dyn Provider>, String), String> {
+    let (provider, name) = split_model(model)?;
+    let built: Box<dyn Provider> = match provider {
+        "openai" => Box::new(OpenAi::new(config)),
+        "anthropic" => Box::new(Anthropic::new(config)),
+        "ollama" => Box::new(Ollama::new(config)),
+        "claude-cli" => Box::new(ClaudeCli::new(config)),
+        other => {
+            // split_model only accepts KNOWN_PROVIDERS; this arm keeps the two lists honest.
+            return Err(format!(
+                "provider {other:?} is known but not built in; known providers: {}",
+                KNOWN_PROVIDERS.join(", ")
+            ));
+        }
+    };
+    Ok((built, name.to_string()))
+}
+
+/// Turns a tool call's argument text into the JSON object tools expect. Text that is not a
+/// JSON object (a model's broken or truncated JSON) becomes `{"_raw": text}`, so the tool
+/// can report what it got instead of the turn failing; no text at all becomes `{}`.
+pub fn parse_arguments(raw: &str) -> Value {
+    if raw.trim().is_empty() {
+        return Value::Object(Default::default());
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => serde_json::json!({ "_raw": raw }),
+    }
+}
+
+/// A tool call id for providers that send none (Ollama, old OpenAI-compatible servers).
+/// Unique, because the agent matches results to calls by id across a whole session.
+fn new_call_id() -> String {
+    format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
+}
+
+/// Hands a delta to the sink; `Cancelled` when the sink says stop.
+fn emit(sink: &mut dyn FnMut(&str) -> bool, text: &str) -> Result<(), ProviderError> {
+    if text.is_empty() || sink(text) {
+        Ok(())
+    } else {
+        Err(ProviderError::Cancelled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_that_are_not_an_object_keep_the_raw_text() {
+        assert_eq!(parse_arguments(""), serde_json::json!({}));
+        assert_eq!(parse_arguments(" {\"a\":1} "), serde_json::json!({"a": 1}));
+        assert_eq!(
+            parse_arguments("{\"a\":"),
+            serde_json::json!({"_raw": "{\"a\":"})
+        );
+        assert_eq!(parse_arguments("[1]"), serde_json::json!({"_raw": "[1]"}));
+    }
+
+    #[test]
+    fn models_route_by_prefix() {
+        let config = ProvidersConfig::default();
+        for (model, name, bare) in [
+            ("openai/gpt-4o", "openai", "gpt-4o"),
+            (
+                "anthropic/claude-sonnet-4-5",
+                "anthropic",
+                "claude-sonnet-4-5",
+            ),
+            ("ollama/llama3.2:3b", "ollama", "llama3.2:3b"),
+            ("claude-cli/opus", "claude-cli", "opus"),
+            (
+                "openai/org/model-with/slashes",
+                "openai",
+                "org/model-with/slashes",
+            ),
+        ] {
+            let (provider, got) = for_model(&config, model).unwrap();
+            assert_eq!((provider.name(), got.as_str()), (name, bare));
+        }
+        let e = for_model(&config, "gemini/pro").err().unwrap();
+        assert!(
+            e.contains("known providers") && e.contains("anthropic"),
+            "{e}"
+        );
+        assert!(for_model(&config, "gpt-4o").is_err());
+    }
+
+    #[test]
+    fn call_ids_are_unique() {
+        assert_ne!(new_call_id(), new_call_id());
+    }
 }

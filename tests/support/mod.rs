@@ -2,6 +2,8 @@
 //! systemd runs) on a free loopback port with private temporary dirs, and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod fake_provider;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
