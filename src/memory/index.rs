@@ -186,6 +186,7 @@ impl MemoryIndex {
             }
             Err(e) => return Err(e),
         };
+        make_private(path);
         Ok((
             MemoryIndex {
                 path: path.to_path_buf(),
@@ -262,6 +263,7 @@ impl MemoryIndex {
                 Err(e) => return Err(e),
             }
         };
+        make_private(&self.path);
         Ok(opened)
     }
 
@@ -517,6 +519,14 @@ fn shm_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-shm");
     PathBuf::from(name)
+}
+
+/// Memory is personal: the database and its WAL files are the owner's alone, whatever the
+/// umask (SQLite gives `-wal` and `-shm` the database file's mode).
+fn make_private(db: &Path) {
+    for p in [db.to_path_buf(), wal_path(db), shm_path(db)] {
+        let _ = crate::paths::make_private(&p);
+    }
 }
 
 fn remove_db_files(db: &Path) -> Result<(), IndexError> {
