@@ -1,12 +1,13 @@
 //! The command line: argument definitions and dispatch to the library.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
 use crate::daemon::{self, DaemonError, ForegroundOptions, PidFile, exit};
+use crate::memory::{Memory, ReindexReport};
 use crate::paths;
 
 #[derive(Parser, Debug)]
@@ -34,6 +35,9 @@ pub enum Command {
     /// Create, show and locate the config file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Search, reindex and inspect the memory workspace (works with or without the daemon)
+    #[command(subcommand)]
+    Memory(MemoryCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,11 +74,41 @@ pub enum ConfigCommand {
     Path,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum MemoryCommand {
+    /// Search memory; words are joined, quoting is optional
+    Search {
+        /// What to look for
+        #[arg(required = true, value_name = "QUERY")]
+        query: Vec<String>,
+        /// Most results to show (1-100)
+        #[arg(short, long, default_value_t = crate::memory::DEFAULT_LIMIT as u16,
+              value_parser = clap::value_parser!(u16).range(1..=crate::memory::MAX_LIMIT as i64))]
+        limit: u16,
+        /// Print the same JSON as GET /api/memory/search
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring the index up to date with the workspace files
+    Reindex {
+        /// Re-read and re-chunk every file, changed or not
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show workspace and index statistics
+    Stats {
+        /// Print the same JSON as GET /api/memory/stats
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Daemon(cmd) => run_daemon(cmd, cli.config, cli.verbose),
         Command::Config(cmd) => run_config(cmd, cli.config),
+        Command::Memory(cmd) => run_memory(cmd, cli.config, cli.verbose),
     };
     match result {
         Ok(code) => code,
@@ -177,6 +211,126 @@ fn run_config(cmd: ConfigCommand, flag: Option<PathBuf>) -> Result<i32, DaemonEr
             Ok(0)
         }
     }
+}
+
+/// Memory commands open the index directly (SQLite WAL lets them share it with a running
+/// daemon) and bring it up to date first, so they answer the same with or without one.
+fn run_memory(
+    cmd: MemoryCommand,
+    config: Option<PathBuf>,
+    verbose: u8,
+) -> Result<i32, DaemonError> {
+    let (cfg, paths) = daemon::load(config.as_deref())?;
+    // Warnings (a rebuilt index, an unreadable file) matter here; info lines do not.
+    let _ = crate::logging::init(crate::logging::level("warn", verbose), None);
+    paths
+        .create_dirs()
+        .map_err(|e| DaemonError::Io(e.to_string()))?;
+    let memory = Memory::open(&cfg.memory, &paths.workspace, &paths.index_db()).map_err(io)?;
+    match cmd {
+        MemoryCommand::Search { query, limit, json } => {
+            let text = query.join(" ");
+            update_index(&memory, false)?;
+            let results = memory.search(&text, usize::from(limit)).map_err(io)?;
+            if json {
+                let answer = crate::server::handlers::memory::SearchAnswer {
+                    query: &text,
+                    total: results.len(),
+                    results,
+                };
+                println!("{}", to_json(&answer)?);
+            } else if results.is_empty() {
+                println!("no results for {text:?}");
+            } else {
+                for (i, hit) in results.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    println!(
+                        "{}:{}-{}  (score {:.2})",
+                        hit.file, hit.line_start, hit.line_end, hit.score
+                    );
+                    for line in hit.content.lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+        MemoryCommand::Reindex { force } => {
+            let report = update_index(&memory, force)?;
+            println!(
+                "indexed {} files ({} updated), {} chunks, in {} ms",
+                report.files_processed, report.files_updated, report.chunks, report.duration_ms
+            );
+        }
+        MemoryCommand::Stats { json } => {
+            update_index(&memory, false)?;
+            let s = memory.stats().map_err(io)?;
+            if json {
+                println!("{}", to_json(&s)?);
+            } else {
+                let f = &s.files;
+                println!("workspace:     {}", s.workspace);
+                println!("files:         {} Markdown files", f.total);
+                println!(
+                    "MEMORY.md:     {} bytes, {} lines",
+                    f.memory_md.size_bytes, f.memory_md.lines
+                );
+                println!(
+                    "HEARTBEAT.md:  {} bytes, {} lines",
+                    f.heartbeat_md.size_bytes, f.heartbeat_md.lines
+                );
+                println!(
+                    "daily logs:    {} ({} bytes)",
+                    f.daily_logs.count, f.daily_logs.total_size_bytes
+                );
+                println!(
+                    "index:         {} chunks from {} files, {} bytes on disk",
+                    s.index.chunks, s.index.files, s.index.database_size_bytes
+                );
+                println!(
+                    "last indexed:  {}",
+                    s.index.last_indexed.as_deref().unwrap_or("never")
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Runs an index pass, showing a progress line on stderr when many files need work.
+fn update_index(memory: &Memory, force: bool) -> Result<ReindexReport, DaemonError> {
+    use std::io::{IsTerminal, Write};
+    const SHOW_FROM: usize = 200;
+    let tty = std::io::stderr().is_terminal();
+    let every = Duration::from_millis(if tty { 200 } else { 2000 });
+    let mut last: Option<Instant> = None;
+    let mut progress = |done: usize, total: usize| {
+        if total < SHOW_FROM || (done < total && last.is_some_and(|t| t.elapsed() < every)) {
+            return;
+        }
+        last = Some(Instant::now());
+        let mut err = std::io::stderr().lock();
+        let _ = if tty {
+            write!(err, "\rindexing: {done}/{total} files")
+        } else {
+            writeln!(err, "indexing: {done}/{total} files")
+        };
+        let _ = err.flush();
+    };
+    let report = memory.reindex(force, Some(&mut progress)).map_err(io)?;
+    if tty && last.is_some() {
+        eprintln!();
+    }
+    Ok(report)
+}
+
+fn io(e: impl std::fmt::Display) -> DaemonError {
+    DaemonError::Io(e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, DaemonError> {
+    serde_json::to_string_pretty(value).map_err(io)
 }
 
 fn human_duration(secs: u64) -> String {

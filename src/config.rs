@@ -310,6 +310,9 @@ pub struct MemoryConfig {
     pub chunk_overlap_lines: usize,
     /// Longest `content` returned by a search result.
     pub result_chars: usize,
+    /// Larger Markdown files are not indexed (logged once), so one huge file cannot
+    /// exhaust a small machine's memory.
+    pub max_file_bytes: u64,
 }
 
 impl Default for MemoryConfig {
@@ -320,6 +323,7 @@ impl Default for MemoryConfig {
             chunk_chars: 1600,
             chunk_overlap_lines: 2,
             result_chars: 700,
+            max_file_bytes: 32 * 1024 * 1024,
         }
     }
 }

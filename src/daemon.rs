@@ -231,7 +231,10 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Io(e.to_string()))?;
 
     let grace = config.server.shutdown_grace.get();
-    let app = Arc::new(App::new(config, paths));
+    let app = Arc::new(App::open(config, paths).map_err(DaemonError::Io)?);
+    let scanner = app
+        .memory
+        .spawn_scanner(app.config.memory.scan_interval.get());
     let (fatal_tx, fatal_rx) = bounded::<String>(1);
     let server = match socket {
         Some(socket) => {
@@ -274,6 +277,7 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
             warn!("shutdown grace of {grace:?} ran out with requests still running");
         }
     }
+    scanner.stop();
     drop(pid_file);
     outcome
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod durable;
 pub mod logging;
+pub mod memory;
 pub mod paths;
 pub mod providers;
 pub mod server;

@@ -1,5 +1,7 @@
 //! Handlers: plain functions from the shared state and a request to a response.
 
+pub mod memory;
+
 use std::time::Duration;
 
 use serde_json::json;
@@ -14,6 +16,9 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
     match route {
         Route::Health => Ok(ApiResponse::ok(&json!({"status": "ok"}))),
         Route::Status => Ok(ApiResponse::ok(&status(app))),
+        Route::MemorySearch => memory::search(app, req),
+        Route::MemoryStats => memory::stats(app),
+        Route::MemoryReindex => memory::reindex(app, req),
         Route::DebugSleep => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         other => Err(ApiError::not_found(format!(
@@ -23,11 +28,12 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
 }
 
 fn status(app: &App) -> serde_json::Value {
+    let counts = app.memory.counts();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs(),
         "model": app.config.agent.default_model,
-        "memory": {"files_indexed": 0, "chunks": 0},
+        "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
         "heartbeat": {
             "enabled": app.config.heartbeat.enabled,
             "last_run": null,
