@@ -4,6 +4,7 @@
 //! integration tests run the same code. Start with [`daemon::run_foreground`].
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod app;
 pub mod cli;
 pub mod client;

@@ -9,6 +9,8 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod router;
+pub mod sse;
+pub mod ws;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
@@ -206,11 +208,16 @@ fn serve(app: &Arc<App>, job: Job) {
     let status = match admit(app, &headers, &target, route) {
         Err(e) => reply_cors(request, e.into(), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
+        Ok(Route::WebSocket) => ws::upgrade(app, request),
         Ok(route) => match read_body(&mut request, app.config.server.max_body_bytes) {
             Err(e) => reply(
                 request,
                 ApiResponse::from(e).with_header("Connection", "close"),
             ),
+            Ok(body) if route == Route::ChatStream => {
+                let api = ApiRequest::new(&method, &target, headers, body);
+                handlers::chat::stream(app, request, &api, cors.as_deref())
+            }
             Ok(body) => {
                 let api = ApiRequest::new(&method, &target, headers, body);
                 let resp = catch_unwind(AssertUnwindSafe(|| handlers::handle(app, &route, &api)))
@@ -309,7 +316,11 @@ fn cors_origin(app: &App, headers: &[(String, String)]) -> Option<String> {
     origin_allowed(origin, &app.config.server.allowed_origins).then(|| origin.clone())
 }
 
-fn reply_cors(request: tiny_http::Request, resp: ApiResponse, origin: Option<&str>) -> u16 {
+pub(crate) fn reply_cors(
+    request: tiny_http::Request,
+    resp: ApiResponse,
+    origin: Option<&str>,
+) -> u16 {
     match origin {
         Some(o) => reply(
             request,
@@ -322,7 +333,7 @@ fn reply_cors(request: tiny_http::Request, resp: ApiResponse, origin: Option<&st
 
 /// Sends a complete response; a client that went away is not an error worth more than a
 /// debug line.
-fn reply(request: tiny_http::Request, resp: ApiResponse) -> u16 {
+pub(crate) fn reply(request: tiny_http::Request, resp: ApiResponse) -> u16 {
     let status = resp.status;
     if let Err(e) = request.respond(resp.into_tiny()) {
         log::debug!("client went away before the response was sent: {e}");

@@ -53,6 +53,27 @@ impl Route {
     }
 }
 
+/// Every public endpoint as (method, path template); `{id}` stands for a path parameter.
+/// `GET /api/openapi.json` must describe exactly these (a test checks).
+pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/api/status"),
+    ("GET", "/api/openapi.json"),
+    ("GET", "/api/memory/search"),
+    ("GET", "/api/memory/stats"),
+    ("POST", "/api/memory/reindex"),
+    ("POST", "/api/chat"),
+    ("POST", "/api/chat/stream"),
+    ("GET", "/api/sessions"),
+    ("POST", "/api/sessions"),
+    ("GET", "/api/sessions/{id}"),
+    ("DELETE", "/api/sessions/{id}"),
+    ("POST", "/api/sessions/{id}/approve"),
+    ("GET", "/api/heartbeat"),
+    ("POST", "/api/heartbeat/run"),
+    ("GET", "/api/ws"),
+];
+
 /// Finds the route for `method` and `path` (no query string).
 pub fn route(method: &str, path: &str, debug_routes: bool) -> Result<Route, ApiError> {
     // HEAD is GET without a body (tiny_http drops the body for HEAD).
@@ -148,6 +169,32 @@ mod tests {
             route("PUT", "/api/sessions", false).unwrap_err().status,
             405
         );
+    }
+
+    #[test]
+    fn openapi_describes_every_endpoint_and_no_other() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("openapi.json")).expect("openapi.json is JSON");
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        documented.sort();
+        let mut served: Vec<(String, String)> = ENDPOINTS
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        served.sort();
+        assert_eq!(documented, served);
+        for (method, path) in ENDPOINTS {
+            let concrete = path.replace("{id}", "abc");
+            assert!(
+                route(method, &concrete, false).is_ok(),
+                "{method} {path} must route"
+            );
+        }
     }
 
     #[test]

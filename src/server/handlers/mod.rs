@@ -1,6 +1,8 @@
 //! Handlers: plain functions from the shared state and a request to a response.
 
+pub mod chat;
 pub mod memory;
+pub mod sessions;
 
 use std::time::Duration;
 
@@ -19,6 +21,18 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
         Route::MemorySearch => memory::search(app, req),
         Route::MemoryStats => memory::stats(app),
         Route::MemoryReindex => memory::reindex(app, req),
+        Route::OpenApi => Ok(ApiResponse {
+            status: 200,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: include_str!("../openapi.json").as_bytes().to_vec(),
+        }),
+        Route::Chat => chat::chat(app, req),
+        Route::SessionCreate => sessions::create(app, req),
+        Route::SessionList => sessions::list(app),
+        Route::SessionGet(id) => sessions::get(app, id),
+        Route::SessionDelete(id) => sessions::delete(app, id),
+        Route::SessionApprove(id) => sessions::approve(app, id, req),
         Route::DebugSleep => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         other => Err(ApiError::not_found(format!(

@@ -1,0 +1,390 @@
+//! `GET /api/ws`: a WebSocket on its own thread (bounded in number), speaking JSON text
+//! messages.
+//!
+//! tiny_http's upgraded stream can be neither split nor given a timeout, so one thread
+//! reads and writes and the loop is request-driven: it reads a client message and handles
+//! it to the end. During a turn the socket is read only while a tool waits for approval;
+//! that is where `approve`, `cancel` and `ping` are taken. A client that closes the
+//! connection mid-turn cancels it (the next write fails).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use super::error::ApiError;
+use super::handlers::chat::{chat_error, outcome_json, params_from};
+use super::handlers::sessions::parse_decision;
+use crate::agent::approval::Decision;
+use crate::agent::chat::{ChatError, resolve, run_chat};
+use crate::agent::tools::{ToolOutput, cap};
+use crate::agent::turn::TurnEvents;
+use crate::app::App;
+use crate::config::Fallback;
+use crate::providers::{ProviderError, ToolCall};
+
+type Socket = WebSocket<Box<dyn tiny_http::ReadWrite + Send>>;
+
+/// Releases a WebSocket slot when the connection thread ends.
+struct Slot(Arc<App>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.websockets.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Checks the upgrade request, answers 101 and hands the connection to a new thread.
+pub fn upgrade(app: &Arc<App>, request: tiny_http::Request) -> u16 {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().to_string())
+    };
+    let is_upgrade = header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = header("Sec-WebSocket-Key").filter(|_| is_upgrade) else {
+        let e = ApiError::invalid_request(
+            "expected a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Key)",
+        );
+        return super::reply(request, e.into());
+    };
+    let max = app.config.server.max_websockets;
+    if app.websockets.fetch_add(1, Ordering::SeqCst) >= max {
+        app.websockets.fetch_sub(1, Ordering::SeqCst);
+        let e = ApiError::overloaded(&format!("server.max_websockets ({max}) connections open"));
+        return super::reply(request, e.into());
+    }
+    let slot = Slot(app.clone());
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut response = tiny_http::Response::empty(101);
+    if let Ok(h) = tiny_http::Header::from_bytes("Sec-WebSocket-Accept", accept.as_bytes()) {
+        response.add_header(h);
+    }
+    let stream = request.upgrade("websocket", response);
+    let limit = app.config.server.ws_max_message_bytes;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let socket = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
+    let app = app.clone();
+    let spawned = std::thread::Builder::new()
+        .name("websocket".into())
+        .spawn(move || {
+            let _slot = slot;
+            let started = Instant::now();
+            serve(&app, socket);
+            log::info!(
+                "WS /api/ws closed after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start a WebSocket thread: {e}");
+    }
+    101
+}
+
+fn send(ws: &mut Socket, v: &Value) -> bool {
+    ws.send(Message::text(v.to_string())).is_ok()
+}
+
+fn error_msg(code: &str, message: &str) -> Value {
+    json!({"type": "error", "code": code, "message": message})
+}
+
+/// A client message: a JSON object with a `type`.
+enum Incoming {
+    Json(Map<String, Value>),
+    /// Answered with an `error` message; the connection stays.
+    Bad(String),
+    /// The connection is over (close, error); `Some` closes with that code first.
+    End(Option<(CloseCode, &'static str)>),
+}
+
+fn next(ws: &mut Socket) -> Incoming {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                return match serde_json::from_str::<Value>(t.as_str()) {
+                    Ok(Value::Object(m)) => Incoming::Json(m),
+                    Ok(_) => Incoming::Bad("messages must be JSON objects with a \"type\"".into()),
+                    Err(e) => Incoming::Bad(format!("message is not valid JSON: {e}")),
+                };
+            }
+            Ok(Message::Binary(_)) => {
+                return Incoming::Bad("binary messages are not supported; send JSON text".into());
+            }
+            // Pings are answered by tungstenite on the next read or write.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+            Ok(Message::Close(_)) => return Incoming::End(None),
+            Err(tungstenite::Error::Capacity(_)) => {
+                return Incoming::End(Some((CloseCode::Size, "message too big")));
+            }
+            Err(tungstenite::Error::Protocol(_)) => {
+                return Incoming::End(Some((CloseCode::Protocol, "protocol error")));
+            }
+            Err(tungstenite::Error::Utf8(_)) => {
+                return Incoming::End(Some((CloseCode::Invalid, "invalid UTF-8")));
+            }
+            Err(_) => return Incoming::End(None),
+        }
+    }
+}
+
+fn close(ws: &mut Socket, code: CloseCode, reason: &'static str) {
+    let _ = ws.close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    // Drive the close handshake until the peer answers or goes away.
+    while ws.read().is_ok() {}
+}
+
+fn serve(app: &App, mut ws: Socket) {
+    let mut session: Option<String> = None;
+    loop {
+        let msg = match next(&mut ws) {
+            Incoming::Json(m) => m,
+            Incoming::Bad(why) => {
+                if !send(&mut ws, &error_msg("invalid_request", &why)) {
+                    return;
+                }
+                continue;
+            }
+            Incoming::End(Some((code, reason))) => return close(&mut ws, code, reason),
+            Incoming::End(None) => return,
+        };
+        let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
+        let ok = match kind {
+            "ping" => send(&mut ws, &json!({"type": "pong"})),
+            "session" => {
+                let wanted = msg.get("session_id").and_then(Value::as_str);
+                match open_session(app, wanted) {
+                    Ok(id) => {
+                        let sent = send(&mut ws, &json!({"type": "connected", "session_id": id}));
+                        session = Some(id);
+                        sent
+                    }
+                    Err(e) => send(&mut ws, &error_msg(e.code, &e.message)),
+                }
+            }
+            "chat" => chat(app, &mut ws, &mut session, &msg),
+            "approve" | "cancel" => send(
+                &mut ws,
+                &error_msg(
+                    "not_found",
+                    &format!("nothing to {kind}: no tool is waiting for approval"),
+                ),
+            ),
+            other => send(
+                &mut ws,
+                &error_msg(
+                    "invalid_request",
+                    &format!(
+                        "unknown message type {other:?}; use session, chat, approve, cancel or ping"
+                    ),
+                ),
+            ),
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+fn open_session(app: &App, wanted: Option<&str>) -> Result<String, ApiError> {
+    let store = |e: crate::sessions::StoreError| ApiError::internal(e.to_string());
+    match wanted {
+        Some(id) => match app.sessions.get(id).map_err(store)? {
+            Some(s) => Ok(s.session_id),
+            None => Err(ApiError::not_found(format!("session {id} not found"))),
+        },
+        None => Ok(app
+            .sessions
+            .create(&app.config.agent.default_model)
+            .map_err(store)?
+            .session_id),
+    }
+}
+
+/// Runs a `chat` message's turn, streaming events; false when the connection is gone.
+fn chat(
+    app: &App,
+    ws: &mut Socket,
+    session: &mut Option<String>,
+    msg: &Map<String, Value>,
+) -> bool {
+    let mut params = match params_from(msg) {
+        Ok(p) => p,
+        Err(e) => return send(ws, &error_msg(e.code, &e.message)),
+    };
+    if params.session_id.is_none() {
+        params.session_id = session.clone();
+    }
+    let (model, session_id) = match resolve(app, &params, true) {
+        Ok((m, Some(id))) => (m, id),
+        Ok((_, None)) => return send(ws, &error_msg("internal_error", "no session")),
+        Err(e) => {
+            let e = chat_error(e);
+            return send(ws, &error_msg(e.code, &e.message));
+        }
+    };
+    if session.as_deref() != Some(&session_id) {
+        *session = Some(session_id.clone());
+        if !send(ws, &json!({"type": "session", "session_id": session_id})) {
+            return false;
+        }
+    }
+    let mut events = WsEvents {
+        app,
+        ws,
+        session_id: &session_id,
+        gone: false,
+        cancel: false,
+    };
+    let result = run_chat(app, &params, &model, Some(&session_id), &mut events);
+    let gone = events.gone;
+    if gone {
+        return false;
+    }
+    match result {
+        Ok(outcome) => {
+            let mut done = outcome_json(&outcome, Some(&session_id));
+            done["type"] = json!("done");
+            send(ws, &done)
+        }
+        Err(e) => {
+            let cancelled = matches!(
+                e,
+                ChatError::Turn(crate::agent::turn::TurnError::Provider(
+                    ProviderError::Cancelled
+                ))
+            );
+            let e = chat_error(e);
+            let code = if cancelled { "cancelled" } else { e.code };
+            send(ws, &error_msg(code, &e.message))
+        }
+    }
+}
+
+struct WsEvents<'a> {
+    app: &'a App,
+    ws: &'a mut Socket,
+    session_id: &'a str,
+    /// The connection failed.
+    gone: bool,
+    /// The client sent `cancel`.
+    cancel: bool,
+}
+
+impl WsEvents<'_> {
+    fn emit(&mut self, v: &Value) -> bool {
+        if self.gone {
+            return false;
+        }
+        self.gone = !send(self.ws, v);
+        !self.gone
+    }
+}
+
+impl TurnEvents for WsEvents<'_> {
+    fn delta(&mut self, text: &str) -> bool {
+        self.emit(&json!({"type": "content", "delta": text}))
+    }
+
+    fn tool_start(&mut self, call: &ToolCall) {
+        self.emit(&json!({"type": "tool_start", "id": call.id, "name": call.name, "arguments": call.arguments}));
+    }
+
+    fn tool_end(&mut self, call: &ToolCall, output: &ToolOutput) {
+        self.emit(
+            &json!({"type": "tool_end", "id": call.id, "name": call.name,
+            "output": cap(output.text.clone(), 2000), "is_error": output.is_error}),
+        );
+    }
+
+    /// Asks the client and reads its messages until it decides, cancels or leaves. The
+    /// approval timeout is applied when the client next speaks (see the module note).
+    fn approve(&mut self, call: &ToolCall, _fallback: Fallback) -> Decision {
+        let pending = self.app.approvals.register(self.session_id);
+        let asked = Instant::now();
+        let timeout = self.app.config.tools.approval_timeout.get();
+        if !self.emit(
+            &json!({"type": "approval_required", "request_id": pending.request_id,
+            "tool": call.name, "arguments": call.arguments}),
+        ) {
+            return Decision::Deny("the client went away".into());
+        }
+        loop {
+            let msg = match next(self.ws) {
+                Incoming::Json(m) => m,
+                Incoming::Bad(why) => {
+                    self.emit(&error_msg("invalid_request", &why));
+                    continue;
+                }
+                Incoming::End(end) => {
+                    if let Some((code, reason)) = end {
+                        close(self.ws, code, reason);
+                    }
+                    self.gone = true;
+                    return Decision::Deny("the client went away".into());
+                }
+            };
+            if asked.elapsed() > timeout {
+                self.emit(&error_msg(
+                    "approval_timeout",
+                    &format!("approval {} timed out and was denied", pending.request_id),
+                ));
+                return Decision::Deny(format!(
+                    "tool {} was denied: nobody approved it within tools.approval_timeout ({timeout:?}).",
+                    call.name
+                ));
+            }
+            match msg.get("type").and_then(Value::as_str).unwrap_or("") {
+                "approve" => {
+                    let id = msg.get("request_id").and_then(Value::as_str).unwrap_or("");
+                    if id != pending.request_id {
+                        self.emit(&error_msg(
+                            "not_found",
+                            &format!("no approval request {id:?} is waiting"),
+                        ));
+                        continue;
+                    }
+                    let decision = msg.get("decision").and_then(Value::as_str).unwrap_or("");
+                    match parse_decision(decision) {
+                        Ok(d) => return d,
+                        Err(e) => {
+                            self.emit(&error_msg(e.code, &e.message));
+                        }
+                    }
+                }
+                "cancel" => {
+                    self.cancel = true;
+                    return Decision::Deny("the user cancelled the turn".into());
+                }
+                "ping" => {
+                    self.emit(&json!({"type": "pong"}));
+                }
+                _ => {
+                    self.emit(&error_msg(
+                        "conflict",
+                        "a turn is waiting for approval: send approve or cancel",
+                    ));
+                }
+            }
+            if self.gone {
+                return Decision::Deny("the client went away".into());
+            }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.gone || self.cancel
+    }
+}
