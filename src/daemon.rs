@@ -203,15 +203,9 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
     )
     .map_err(|e| DaemonError::Io(format!("cannot open log file: {e}")))?;
 
-    let mut pid_file = PidFile::acquire(&paths.pid_file())?;
-    let socket = if config.server.enabled {
-        Some(bind(&config)?)
-    } else {
-        None
-    };
-
-    // Signals are turned into channel messages so the main thread can wait on them together
-    // with a listener failure.
+    // Installed before anything can see us (the pid file), so an early SIGTERM is a clean
+    // stop, not a kill. Signals become channel messages, so the main thread waits on them
+    // and on a listener failure together.
     let (signal_tx, signal_rx) = bounded::<i32>(4);
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -229,6 +223,13 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
             }
         })
         .map_err(|e| DaemonError::Io(e.to_string()))?;
+
+    let mut pid_file = PidFile::acquire(&paths.pid_file())?;
+    let socket = if config.server.enabled {
+        Some(bind(&config)?)
+    } else {
+        None
+    };
 
     let grace = config.server.shutdown_grace.get();
     let app = Arc::new(App::open(config, paths).map_err(DaemonError::Io)?);

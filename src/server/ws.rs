@@ -122,7 +122,11 @@ fn next(ws: &mut Socket) -> Incoming {
             }
             // Pings are answered by tungstenite on the next read or write.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-            Ok(Message::Close(_)) => return Incoming::End(None),
+            Ok(Message::Close(_)) => {
+                // tungstenite queued the close reply; send it before the socket is dropped.
+                let _ = ws.flush();
+                return Incoming::End(None);
+            }
             Err(tungstenite::Error::Capacity(_)) => {
                 return Incoming::End(Some((CloseCode::Size, "message too big")));
             }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_provider;
+pub mod stream_client;
 
 use std::fs;
 use std::io::{Read, Write};
