@@ -38,6 +38,26 @@ pub enum Command {
     /// Search, reindex and inspect the memory workspace (works with or without the daemon)
     #[command(subcommand)]
     Memory(MemoryCommand),
+    /// Ask one question (through the running daemon, or in this process)
+    Ask {
+        /// The question
+        question: String,
+        /// Model as provider/model (default: agent.default_model)
+        #[arg(short, long)]
+        model: Option<String>,
+        /// Print the whole answer object as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Chat interactively with the running daemon (tokens stream as they arrive)
+    Chat {
+        /// Resume this session instead of starting a new one
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// Model as provider/model for a new session
+        #[arg(short, long)]
+        model: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -109,6 +129,18 @@ pub fn run(cli: Cli) -> i32 {
         Command::Daemon(cmd) => run_daemon(cmd, cli.config, cli.verbose),
         Command::Config(cmd) => run_config(cmd, cli.config),
         Command::Memory(cmd) => run_memory(cmd, cli.config, cli.verbose),
+        Command::Ask {
+            question,
+            model,
+            json,
+        } => crate::terminal::ask(cli.config.as_deref(), &question, model.as_deref(), json)
+            .map(|_| 0)
+            .map_err(|e| DaemonError::Io(e.to_string())),
+        Command::Chat { session, model } => {
+            crate::terminal::chat(cli.config.as_deref(), session, model.as_deref())
+                .map(|_| 0)
+                .map_err(|e| DaemonError::Io(e.to_string()))
+        }
     };
     match result {
         Ok(code) => code,

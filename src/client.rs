@@ -109,10 +109,39 @@ impl Bound<'_> {
         if !self.client.token.is_empty() {
             req = req.header("Authorization", format!("Bearer {}", self.client.token));
         }
-        finish(req.call())
+        finish(
+            req.call()
+                .map_err(|e| ClientError::Unreachable(e.to_string())),
+        )
+    }
+
+    /// POSTs JSON and hands back the response unread, for streaming answers; an error
+    /// status is turned into [`ClientError::Api`].
+    pub fn post_stream(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let resp = self.post_request(path, body)?;
+        if resp.status().as_u16() >= 400 {
+            // `finish` turns an error status into the envelope's code and message.
+            return Err(match finish(Ok(resp)) {
+                Err(e) => e,
+                Ok(v) => ClientError::Unreachable(format!("unexpected answer: {v}")),
+            });
+        }
+        Ok(resp)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        finish(self.post_request(path, body))
+    }
+
+    fn post_request(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
         let mut req = self
             .client
             .agent
@@ -121,14 +150,15 @@ impl Bound<'_> {
         if !self.client.token.is_empty() {
             req = req.header("Authorization", format!("Bearer {}", self.client.token));
         }
-        finish(req.send(body.to_string()))
+        req.send(body.to_string())
+            .map_err(|e| ClientError::Unreachable(e.to_string()))
     }
 }
 
 fn finish(
-    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    result: Result<ureq::http::Response<ureq::Body>, ClientError>,
 ) -> Result<Value, ClientError> {
-    let mut resp = result.map_err(|e| ClientError::Unreachable(e.to_string()))?;
+    let mut resp = result?;
     let status = resp.status().as_u16();
     let text = resp
         .body_mut()

@@ -18,3 +18,4 @@ pub mod paths;
 pub mod providers;
 pub mod server;
 pub mod sessions;
+pub mod terminal;
