@@ -2,53 +2,13 @@
 # HTTP benchmark: /health under wrk against the daemon and against a bare tiny_http
 # hello-world built in the same run, plus idle RSS, binary size and start time.
 # Usage: scripts/bench-http.sh [duration_seconds]   (needs wrk, curl, python3)
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/bench-common.sh"
 
 DURATION=${1:-10}
 CONNS=64
-
-need() {
-    if ! command -v "$1" >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            echo "installing $2 ..." >&2
-            apt-get install -y -qq "$2" >/dev/null
-        else
-            echo "missing $1: install it (apt-get install $2)" >&2
-            exit 1
-        fi
-    fi
-}
 need wrk wrk
-need curl curl
-need python3 python3
-
-cargo build --release --quiet --bin localgpt --example hello_tiny_http
-BIN=target/release/localgpt
+cargo build --release --quiet --example hello_tiny_http
 HELLO=target/release/examples/hello_tiny_http
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-export HOME=$WORK LOCALGPT_CONFIG=$WORK/config.toml LOCALGPT_DATA_DIR=$WORK/data \
-    LOCALGPT_STATE_DIR=$WORK/state LOCALGPT_CACHE_DIR=$WORK/cache
-unset XDG_RUNTIME_DIR
-
-wait_up() {
-    for _ in $(seq 1 500); do
-        curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
-        sleep 0.01
-    done
-    echo "server on port $1 did not come up" >&2
-    exit 1
-}
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 

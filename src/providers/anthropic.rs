@@ -86,6 +86,7 @@ impl Provider for Anthropic {
                 break;
             }
         }
+        events.finish();
         Ok(answer.finish())
     }
 }

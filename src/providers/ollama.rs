@@ -76,6 +76,7 @@ impl Provider for Ollama {
                 completion.usage.prompt = chunk.prompt_eval_count.unwrap_or(0);
                 completion.usage.completion = chunk.eval_count.unwrap_or(0);
                 completion.stop_reason = chunk.done_reason;
+                lines.finish();
                 return Ok(completion);
             }
         }

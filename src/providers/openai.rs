@@ -84,6 +84,7 @@ impl Provider for OpenAi {
             })?;
             answer.absorb(chunk, &mut *sink, &self.http)?;
         }
+        events.finish();
         Ok(answer.finish())
     }
 }

@@ -14,6 +14,11 @@ pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes asked of the transport per read.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Most bytes read after a stream's end marker to reach the end of the HTTP body. Reading
+/// to the end hands the connection back to ureq's pool (the next call skips the TCP and
+/// TLS handshakes); a server that keeps talking after its end marker is not waited for.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
 /// Splits a byte stream into lines.
 struct Lines<R> {
     inner: R,
@@ -42,6 +47,21 @@ impl<R: Read> Lines<R> {
             scanned: 0,
             after_cr: false,
             eof: false,
+        }
+    }
+
+    /// Reads what is left of the body (bounded by [`DRAIN_LIMIT`]), ignoring it.
+    fn drain(&mut self) {
+        if self.eof {
+            return;
+        }
+        let mut scratch = [0u8; 4096];
+        let mut total = 0;
+        while total < DRAIN_LIMIT {
+            match self.inner.read(&mut scratch) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
         }
     }
 
@@ -134,6 +154,11 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Consumes the rest of the stream after its end marker (see [`DRAIN_LIMIT`]).
+    pub fn finish(mut self) {
+        self.lines.drain();
+    }
+
     /// The next non-blank line without its line end; `None` at the end of the stream.
     ///
     /// A last line without a line end is still returned: if it was cut short, parsing it
@@ -169,6 +194,11 @@ impl<R: Read> SseReader<R> {
         SseReader {
             lines: Lines::new(inner),
         }
+    }
+
+    /// Consumes the rest of the stream after its end marker (see [`DRAIN_LIMIT`]).
+    pub fn finish(mut self) {
+        self.lines.drain();
     }
 
     /// The next event that carries data; `None` at the end of the stream.

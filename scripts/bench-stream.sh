@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Streaming latency and footprint. The fake provider emits 500 deltas at a 5 ms cadence.
+#  1. One stream straight from the fake and one through POST /api/chat/stream: client
+#     inter-arrival p50/p99 minus the cadence, and time to first event, side by side.
+#  2. 50 concurrent SSE streams + 50 idle WebSockets: daemon RSS and threads before,
+#     during, and 10 s after.
+# Usage: scripts/bench-stream.sh
+source "$(dirname "$0")/bench-common.sh"
+
+start_fake stream --deltas 500 --cadence-ms 5
+start_daemon "chat_workers = 64
+chat_queue = 8
+max_websockets = 64"
+
+python3 - "$DPORT" "$FAKE_PORT" "$DPID" <<'PY'
+import json, socket, statistics, sys, threading, time
+dport, fport, dpid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+CADENCE = 5.0
+
+def open_stream(port, path, body):
+    s = socket.create_connection(("127.0.0.1", port))
+    data = json.dumps(body).encode()
+    t0 = time.perf_counter()
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(data), data))
+    return s, s.makefile("rb"), t0
+
+def read_deltas(port, path, body):
+    """Arrival times (ms after the request) of each event carrying text."""
+    s, f, t0 = open_stream(port, path, body)
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    times = []
+    while True:
+        size = f.readline()
+        if not size:
+            break
+        n = int(size.strip() or b"0", 16)
+        if n == 0:
+            break
+        payload = f.read(n + 2)
+        now = (time.perf_counter() - t0) * 1000
+        if b'"content"' in payload or b'"delta": {"content"' in payload:
+            times.append(now)
+    s.close()
+    return times
+
+def describe(name, times):
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    q = statistics.quantiles(gaps, n=100)
+    print(f"{name:<22} first event {times[0]:7.2f} ms   gap p50 {statistics.median(gaps):6.2f} ms"
+          f" (+{statistics.median(gaps) - CADENCE:5.2f})   p99 {q[98]:6.2f} ms (+{q[98] - CADENCE:5.2f})   events {len(times)}")
+    return times[0], q[98], statistics.median(gaps)
+
+direct = read_deltas(fport, "/v1/chat/completions", {"messages": [], "stream": True})
+daemon = read_deltas(dport, "/api/chat/stream", {"message": "stream please", "include_memory": False})
+print()
+print("== localgpt streaming (500 deltas, 5 ms cadence) ==")
+d_first, d_p99, d_p50 = describe("direct from provider", direct)
+s_first, s_p99, s_p50 = describe("through daemon (SSE)", daemon)
+print(f"time to first event added by the daemon   {s_first - d_first:6.2f} ms   (target < 5 ms)")
+print(f"inter-arrival p99 added by the daemon     {s_p99 - d_p99:6.2f} ms   (target < 2 ms; vs cadence +{s_p99 - CADENCE:.2f})")
+
+def proc(pid):
+    st = open(f"/proc/{pid}/status").read()
+    get = lambda k: int([l for l in st.splitlines() if l.startswith(k)][0].split()[1])
+    return get("VmRSS:"), get("Threads:")
+
+def idle_ws():
+    s = socket.create_connection(("127.0.0.1", dport))
+    s.sendall(b"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = s.recv(1024)
+    assert head.startswith(b"HTTP/1.1 101"), head[:80]
+    return s
+
+base_rss, base_threads = proc(dpid)
+sockets = [idle_ws() for _ in range(50)]
+results = []
+def one():
+    results.append(len(read_deltas(dport, "/api/chat/stream", {"message": "x", "include_memory": False})))
+threads = [threading.Thread(target=one) for _ in range(50)]
+for t in threads:
+    t.start()
+time.sleep(1.5)
+during_rss, during_threads = proc(dpid)
+for t in threads:
+    t.join()
+for s in sockets:
+    s.close()
+time.sleep(10)
+after_rss, after_threads = proc(dpid)
+print()
+print("== 50 concurrent SSE streams + 50 idle WebSockets ==")
+print(f"streams completed with all 500 deltas: {sum(1 for r in results if r == 500)}/50")
+print(f"{'':<16}{'RSS KiB':>10}{'threads':>10}")
+print(f"{'before':<16}{base_rss:>10}{base_threads:>10}")
+print(f"{'during':<16}{during_rss:>10}{during_threads:>10}")
+print(f"{'10 s after':<16}{after_rss:>10}{after_threads:>10}")
+PY
