@@ -286,3 +286,6 @@ impl Heartbeat {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests;
