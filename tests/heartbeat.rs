@@ -422,3 +422,39 @@ fn the_cli_runs_a_cycle_with_or_without_the_daemon() {
     assert_eq!(r[1]["status"], "failed");
     assert_eq!(r[2]["trigger"], "cli");
 }
+
+#[test]
+fn answers_match_the_openapi_schemas() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::text("Water the plants."));
+    let d = Daemon::start_in(home(&fake, "interval = \"1h\"", Some(TASKS)));
+    let run = run_now(&d);
+    let (_, doc) = d.get("/api/openapi.json");
+    let schemas = &doc["components"]["schemas"];
+    let required = |name: &str| -> Vec<String> {
+        schemas[name]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect()
+    };
+    let hb = heartbeat(&d);
+    for key in required("Heartbeat") {
+        assert!(
+            hb.get(&key).is_some(),
+            "GET /api/heartbeat lacks {key}: {hb}"
+        );
+    }
+    for record in [&run, &hb["runs"][0], &hb["last_alert"]] {
+        for key in required("HeartbeatRun") {
+            assert!(record.get(&key).is_some(), "a run lacks {key}: {record}");
+        }
+        let status = record["status"].as_str().unwrap();
+        let allowed = &schemas["HeartbeatRun"]["properties"]["status"]["enum"];
+        assert!(allowed.as_array().unwrap().contains(&json!(status)));
+    }
+    assert_eq!(hb["runs"].as_array().unwrap().len(), 1);
+    assert!(hb["active_hours"].is_null());
+    assert_eq!(hb["interval"], "1h");
+}
