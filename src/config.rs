@@ -346,7 +346,8 @@ pub struct HeartbeatConfig {
     pub model: String,
     /// Tools a heartbeat turn may use without anyone approving.
     pub allowed_tools: Vec<String>,
-    /// Longest a heartbeat turn may take before it is recorded as failed.
+    /// Longest a heartbeat turn may take before it is stopped and recorded as failed;
+    /// zero: no limit of its own (the provider read timeout still bounds silence).
     pub timeout: Span,
 }
 

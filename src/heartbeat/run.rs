@@ -204,17 +204,14 @@ pub(super) fn cycle(app: &App, trigger: Trigger, time: Timestamp, stopping: &Ato
         Ok(Plan::Skip(why)) => return Run::skipped(time, trigger, why),
         Ok(Plan::Turn(tasks)) => tasks,
         Err(why) => {
-            let mut run = Run::skipped(time, trigger, why);
-            run.status = RunStatus::Failed;
+            let mut run = Run::failed(time, trigger, why);
             run.duration_ms = elapsed_ms(began);
             return run;
         }
     };
 
     if stopping.load(Ordering::SeqCst) {
-        let mut run = Run::skipped(time, trigger, "stopped: the daemon is shutting down");
-        run.status = RunStatus::Failed;
-        return run;
+        return Run::failed(time, trigger, "stopped: the daemon is shutting down");
     }
     let model = hb.model(&app.config);
     let local = crate::clock::local(time, &app.zone);

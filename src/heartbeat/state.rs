@@ -103,6 +103,14 @@ impl Run {
             model: None,
         }
     }
+
+    /// A run that failed before any model call, for `reason`.
+    pub fn failed(time: Timestamp, trigger: Trigger, reason: impl Into<String>) -> Run {
+        Run {
+            status: RunStatus::Failed,
+            ..Run::skipped(time, trigger, reason)
+        }
+    }
 }
 
 /// The persisted state: recent runs, oldest first, in the order they finished.
