@@ -10,7 +10,9 @@ use crate::agent::Providers;
 use crate::agent::approval::Approvals;
 use crate::agent::chat::BusySessions;
 use crate::agent::tools::ToolContext;
+use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::heartbeat::Heartbeat;
 use crate::memory::Memory;
 use crate::paths::Paths;
 use crate::sessions::SessionStore;
@@ -30,6 +32,8 @@ pub struct App {
     pub busy: BusySessions,
     /// Open WebSocket connections.
     pub websockets: AtomicUsize,
+    /// Heartbeat runs: history, schedule, the run in progress.
+    pub heartbeat: Heartbeat,
 }
 
 impl App {
@@ -49,6 +53,11 @@ impl App {
             approvals: Approvals::default(),
             busy: BusySessions::default(),
             websockets: AtomicUsize::new(0),
+            heartbeat: Heartbeat::open(
+                &config.heartbeat,
+                &paths.heartbeat_state(),
+                Arc::new(SystemClock),
+            ),
             started: Instant::now(),
             config,
             paths,

@@ -68,6 +68,15 @@ pub enum DaemonCommand {
     Stop,
     /// Show whether the daemon runs, its pid, address, uptime and version
     Status,
+    /// Run one heartbeat cycle now (through the running daemon, else in this process)
+    Heartbeat(HeartbeatArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HeartbeatArgs {
+    /// Print the run record as JSON (the shape of POST /api/heartbeat/run)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -181,6 +190,7 @@ fn run_daemon(
             }
             Ok(0)
         }
+        DaemonCommand::Heartbeat(args) => run_heartbeat(config, verbose, args.json),
         DaemonCommand::Status => {
             let (cfg, paths) = daemon::load(config.as_deref())?;
             let Some(info) = PidFile::probe(&paths.pid_file()) else {
@@ -211,6 +221,59 @@ fn run_daemon(
             }
         }
     }
+}
+
+/// `daemon heartbeat`: a running daemon does the run (it owns the schedule and the state
+/// file); without one, the run happens here, exactly as the daemon would do it. Exits 1 when
+/// the run failed.
+fn run_heartbeat(config: Option<PathBuf>, verbose: u8, json: bool) -> Result<i32, DaemonError> {
+    let (cfg, paths) = daemon::load(config.as_deref())?;
+    let _ = crate::logging::init(crate::logging::level("warn", verbose), None);
+    paths
+        .create_dirs()
+        .map_err(|e| DaemonError::Io(e.to_string()))?;
+    let record = if let Some(info) = PidFile::probe(&paths.pid_file()) {
+        let Some(addr) = info.addr else {
+            return Err(DaemonError::Io(format!(
+                "the daemon (pid {}) runs without an HTTP listener (server.enabled = false), so \
+                 it cannot be asked for a run; it runs the heartbeat on its own timer",
+                info.pid
+            )));
+        };
+        crate::client::Client::patient(&cfg)
+            .at(addr)
+            .post("/api/heartbeat/run", &serde_json::json!({}))
+            .map_err(io)?
+    } else {
+        let app = crate::app::App::open(cfg, paths).map_err(DaemonError::Io)?;
+        // The daemon's scanner keeps the index fresh; here, catch up before the turn so its
+        // memory_search sees recent edits.
+        if let Err(e) = app.memory.reindex(false, None) {
+            log::warn!("memory index not updated: {e}");
+        }
+        let run = app
+            .heartbeat
+            .run_now(&app, crate::heartbeat::Trigger::Cli)
+            .map_err(io)?;
+        crate::server::handlers::heartbeat::run_json(&run)
+    };
+    let status = record["status"].as_str().unwrap_or("?");
+    if json {
+        println!("{}", to_json(&record)?);
+    } else {
+        let mut head = format!("heartbeat: {status}");
+        if let Some(model) = record["model"].as_str() {
+            head.push_str(&format!(" ({model}, {} ms)", record["duration_ms"]));
+        }
+        if let Some(reason) = record["reason"].as_str() {
+            head.push_str(&format!(": {reason}"));
+        }
+        println!("{head}");
+        if let Some(preview) = record["preview"].as_str() {
+            println!("{preview}");
+        }
+    }
+    Ok(if status == "failed" { exit::FAILURE } else { 0 })
 }
 
 fn run_config(cmd: ConfigCommand, flag: Option<PathBuf>) -> Result<i32, DaemonError> {

@@ -346,7 +346,8 @@ pub struct HeartbeatConfig {
     pub model: String,
     /// Tools a heartbeat turn may use without anyone approving.
     pub allowed_tools: Vec<String>,
-    /// Longest a heartbeat turn may take before it is recorded as failed.
+    /// Longest a heartbeat turn may take before it is stopped and recorded as failed;
+    /// zero: no limit of its own (the provider read timeout still bounds silence).
     pub timeout: Span,
 }
 
@@ -588,6 +589,14 @@ impl Config {
             split_model(&self.heartbeat.model)
                 .map_err(|why| invalid("heartbeat.model", &self.heartbeat.model, why))?;
         }
+        let interval = self.heartbeat.interval;
+        if !interval.get().is_zero() && interval.get() < Duration::from_secs(1) {
+            return Err(invalid(
+                "heartbeat.interval",
+                String::from(interval),
+                "must be \"0\" (off) or at least 1s, or runs would follow each other back to back",
+            ));
+        }
         if let Some(h) = &self.heartbeat.active_hours {
             for (key, v) in [
                 ("heartbeat.active_hours.start", &h.start),
@@ -714,6 +723,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("heartbeat.timezone"), "{e}");
+        let e = parse("[heartbeat]\ninterval = \"10ms\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("heartbeat.interval"), "{e}");
+        assert!(parse("[heartbeat]\ninterval = \"0\"\n").is_ok());
+        assert!(parse("[heartbeat]\ninterval = \"1s\"\n").is_ok());
         let e = parse("[heartbeat]\nactive_hours = { start = \"8:00\", end = \"22:00\" }\n")
             .unwrap_err()
             .to_string();

@@ -236,6 +236,7 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
     let scanner = app
         .memory
         .spawn_scanner(app.config.memory.scan_interval.get());
+    let heartbeat = crate::heartbeat::Timer::spawn(app.clone());
     let (fatal_tx, fatal_rx) = bounded::<String>(1);
     let server = match socket {
         Some(socket) => {
@@ -271,6 +272,8 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
     notify_systemd("STOPPING=1");
     signal_handle.close();
     let started = Instant::now();
+    // First, so a heartbeat turn in progress (timer or API) starts winding down at once.
+    heartbeat.stop(grace);
     if let Some(server) = server {
         if server.shutdown(grace) {
             info!("all requests finished; stopped in {:?}", started.elapsed());

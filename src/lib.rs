@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod durable;
+pub mod heartbeat;
 pub mod logging;
 pub mod memory;
 pub mod paths;

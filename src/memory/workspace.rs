@@ -117,8 +117,9 @@ fn create_new_file(path: &Path, data: &[u8]) -> io::Result<bool> {
     }
 }
 
-/// True when a Markdown text holds nothing but headings, blank lines, HTML comments and
-/// empty list items: nothing a heartbeat could act on.
+/// True when a Markdown text holds nothing but headings, blank lines, HTML comments (also
+/// spanning lines), empty list items and checked-off items (`- [x] done`): nothing a
+/// heartbeat could act on.
 pub fn is_effectively_empty(text: &str) -> bool {
     let mut in_comment = false;
     for line in text.lines() {
@@ -145,12 +146,11 @@ pub fn is_effectively_empty(text: &str) -> bool {
                 break;
             }
         }
-        let bare = rest
-            .trim_start_matches(['-', '*', '+'])
-            .trim()
-            .trim_start_matches("[ ]")
-            .trim();
-        if !(bare.is_empty() || rest.starts_with('#')) {
+        let item = rest.trim_start_matches(['-', '*', '+']).trim();
+        // A checked-off task is done: it stays in the file as a record, not as work.
+        let done = item.starts_with("[x]") || item.starts_with("[X]");
+        let bare = item.trim_start_matches("[ ]").trim();
+        if !(bare.is_empty() || done || rest.starts_with('#')) {
             return false;
         }
     }
@@ -304,6 +304,14 @@ mod tests {
         assert!(!is_effectively_empty("# Tasks\n- [ ] water the plants\n"));
         assert!(!is_effectively_empty("<!-- x --> do this\n"));
         assert!(!is_effectively_empty(STARTER_MEMORY));
+        assert!(is_effectively_empty(
+            "# Tasks\n- [x] water the plants\n* [X] call mum\n"
+        ));
+        assert!(is_effectively_empty(
+            "<!--\n- [ ] not a task\n-->\n- [x] done\n"
+        ));
+        assert!(!is_effectively_empty("- [x] done\n- [ ] still open\n"));
+        assert!(!is_effectively_empty("Check the backups every Monday.\n"));
     }
 
     #[test]

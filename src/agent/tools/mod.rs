@@ -18,6 +18,7 @@ use crate::memory::Memory;
 use crate::providers::{ToolCall, ToolSpec};
 
 pub use files::PathGuard;
+pub use memory::append_entry;
 
 /// What a tool run produced.
 #[derive(Debug, Clone, PartialEq)]

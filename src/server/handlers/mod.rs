@@ -1,6 +1,7 @@
 //! Handlers: plain functions from the shared state and a request to a response.
 
 pub mod chat;
+pub mod heartbeat;
 pub mod memory;
 pub mod sessions;
 
@@ -33,6 +34,8 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
         Route::SessionGet(id) => sessions::get(app, id),
         Route::SessionDelete(id) => sessions::delete(app, id),
         Route::SessionApprove(id) => sessions::approve(app, id, req),
+        Route::HeartbeatGet => Ok(heartbeat::get(app)),
+        Route::HeartbeatRun => heartbeat::run(app, req),
         Route::DebugSleep => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         other => Err(ApiError::not_found(format!(
@@ -48,11 +51,7 @@ fn status(app: &App) -> serde_json::Value {
         "uptime_seconds": app.started.elapsed().as_secs(),
         "model": app.config.agent.default_model,
         "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
-        "heartbeat": {
-            "enabled": app.config.heartbeat.enabled,
-            "last_run": null,
-            "next_run": null,
-        },
+        "heartbeat": heartbeat::status_json(app),
     })
 }
 
