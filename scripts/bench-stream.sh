@@ -52,6 +52,9 @@ def describe(name, times):
           f" (+{statistics.median(gaps) - CADENCE:5.2f})   p99 {q[98]:6.2f} ms (+{q[98] - CADENCE:5.2f})   events {len(times)}")
     return times[0], q[98], statistics.median(gaps)
 
+# Warm both paths once (first connection to the provider, first session write).
+read_deltas(fport, "/v1/chat/completions", {"messages": [], "stream": True})
+read_deltas(dport, "/api/chat/stream", {"message": "warm up", "include_memory": False})
 direct = read_deltas(fport, "/v1/chat/completions", {"messages": [], "stream": True})
 daemon = read_deltas(dport, "/api/chat/stream", {"message": "stream please", "include_memory": False})
 print()
