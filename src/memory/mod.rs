@@ -652,18 +652,26 @@ impl Memory {
                 _ => false,
             })
             .collect();
+        let replaced: Vec<(&FileRow, &[Chunk])> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Replace(row, chunks) => Some((row, chunks.as_slice())),
+                _ => None,
+            })
+            .collect();
         self.watch(self.index.write(|w| {
             for (a, &drop_old) in actions.iter().zip(&skipped_indexed) {
                 match a {
-                    Action::Replace(row, chunks) => w.replace_file(row, chunks, now)?,
+                    Action::Replace(..) => {}
                     Action::Touch(f) => w.touch_file(&f.rel, f.size, f.mtime_ns)?,
                     Action::Remove(rel) => w.remove_file(rel)?,
                     Action::Skip(f) if drop_old => w.remove_file(&f.rel)?,
                     Action::Skip(_) => {}
                 }
             }
-            Ok(())
+            w.replace_files(&replaced, now)
         }))?;
+        drop(replaced);
         let mut tracked = lock(&self.tracked);
         let mut updated = 0;
         for (a, drop_old) in actions.into_iter().zip(skipped_indexed) {
