@@ -293,10 +293,17 @@ fn bind(config: &Config) -> Result<TcpListener, DaemonError> {
         .parse()
         .map_err(|_| DaemonError::Io(format!("bad bind address {}", config.server.bind)))?;
     let addr = SocketAddr::new(ip, config.server.port);
-    TcpListener::bind(addr).map_err(|e| match e.kind() {
+    let listener = TcpListener::bind(addr).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => DaemonError::PortInUse(addr),
         _ => DaemonError::Io(format!("cannot listen on {addr}: {e}")),
-    })
+    })?;
+    // tiny_http writes a response's head and body separately and never sets TCP_NODELAY:
+    // on a keep-alive connection, Nagle then holds the body until the client's delayed ACK,
+    // 40 ms per request. Accepted sockets inherit the option from the listener on Linux.
+    if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&listener, true) {
+        warn!("cannot set TCP_NODELAY on the listener ({e}); keep-alive requests may be slow");
+    }
+    Ok(listener)
 }
 
 /// Tells systemd (Type=notify) about our state; a no-op outside systemd.

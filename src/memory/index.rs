@@ -397,39 +397,52 @@ pub struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// Replaces everything indexed for `path` with `chunks`.
-    pub fn replace_file(
+    /// Replaces everything indexed for each file with its new chunks.
+    ///
+    /// The FTS inserts come last, back to back. FTS5 writes its pending terms out as a new
+    /// segment whenever another statement of the transaction opens a statement savepoint
+    /// (an upsert, an `INSERT ... SELECT`); interleaved with the per-file statements, a
+    /// full index would write one tiny segment per file and then spend most of its time
+    /// merging them (measured: 1.8x slower).
+    pub fn replace_files(
         &self,
-        file: &FileRow,
-        chunks: &[Chunk],
+        files: &[(&FileRow, &[Chunk])],
         now: i64,
     ) -> Result<(), IndexError> {
-        self.remove_chunks(&file.path)?;
+        for (file, _) in files {
+            self.remove_chunks(&file.path)?;
+            self.upsert_file(file, now)?;
+        }
         let mut insert = self
             .tx
             .prepare_cached(
                 "INSERT INTO chunks (path, line_start, line_end, content) VALUES (?1, ?2, ?3, ?4)",
             )
             .ctx("storing a chunk")?;
+        let mut added = Vec::with_capacity(files.iter().map(|(_, c)| c.len()).sum());
+        for (file, chunks) in files {
+            for c in chunks.iter() {
+                insert
+                    .execute(params![
+                        file.path,
+                        c.line_start as i64,
+                        c.line_end as i64,
+                        c.text
+                    ])
+                    .ctx("storing a chunk")?;
+                added.push((self.tx.last_insert_rowid(), c.text.as_str()));
+            }
+        }
         let mut insert_fts = self
             .tx
             .prepare_cached("INSERT INTO chunks_fts (rowid, content) VALUES (?1, ?2)")
             .ctx("indexing a chunk")?;
-        for c in chunks {
-            insert
-                .execute(params![
-                    file.path,
-                    c.line_start as i64,
-                    c.line_end as i64,
-                    c.text
-                ])
-                .ctx("storing a chunk")?;
-            let id = self.tx.last_insert_rowid();
+        for (id, text) in added {
             insert_fts
-                .execute(params![id, c.text])
+                .execute(params![id, text])
                 .ctx("indexing a chunk")?;
         }
-        self.upsert_file(file, now)
+        Ok(())
     }
 
     /// Records new size and mtime for a file whose content did not change.
@@ -725,8 +738,13 @@ mod tests {
         assert_eq!(opened, Opened::Created);
         index
             .write(|w| {
-                w.replace_file(&row("a.md", 2), &[chunk("alpha beta"), chunk("gamma")], 5)?;
-                w.replace_file(&row("b.md", 1), &[chunk("beta delta")], 5)
+                w.replace_files(
+                    &[
+                        (&row("a.md", 2), &[chunk("alpha beta"), chunk("gamma")]),
+                        (&row("b.md", 1), &[chunk("beta delta")]),
+                    ],
+                    5,
+                )
             })
             .unwrap();
         assert_eq!(index.search("\"beta\"", 10).unwrap().len(), 2);
@@ -735,7 +753,7 @@ mod tests {
         assert_eq!(files[0], row("a.md", 2), "u64 hash survives the i64 column");
 
         index
-            .write(|w| w.replace_file(&row("a.md", 1), &[chunk("omega")], 6))
+            .write(|w| w.replace_files(&[(&row("a.md", 1), &[chunk("omega")])], 6))
             .unwrap();
         assert_eq!(index.search("\"alpha\"", 10).unwrap().len(), 0);
         assert_eq!(index.search("\"omega\"", 10).unwrap().len(), 1);
@@ -788,7 +806,7 @@ mod tests {
         let (dir, db) = temp_db("deleted");
         let (index, _) = MemoryIndex::open(&db).unwrap();
         index
-            .write(|w| w.replace_file(&row("a.md", 1), &[chunk("alpha")], 1))
+            .write(|w| w.replace_files(&[(&row("a.md", 1), &[chunk("alpha")])], 1))
             .unwrap();
         assert!(!index.file_replaced());
         remove_db_files(&db).unwrap();
@@ -805,11 +823,11 @@ mod tests {
         let (dir, db) = temp_db("wal");
         let (index, _) = MemoryIndex::open(&db).unwrap();
         index
-            .write(|w| w.replace_file(&row("a.md", 1), &[chunk("alpha")], 1))
+            .write(|w| w.replace_files(&[(&row("a.md", 1), &[chunk("alpha")])], 1))
             .unwrap();
         index
             .write(|w| {
-                w.replace_file(&row("b.md", 1), &[chunk("alpha again")], 1)?;
+                w.replace_files(&[(&row("b.md", 1), &[chunk("alpha again")])], 1)?;
                 // Mid-transaction, a search answers at once with the committed state.
                 assert_eq!(index.search("\"alpha\"", 10)?.len(), 1);
                 Ok(())

@@ -298,7 +298,8 @@ impl Memory {
     /// Workspace and index statistics. The `files` part is what is on disk now (a stat of
     /// every Markdown file); the `index` part is what has been indexed.
     pub fn stats(&self) -> Result<MemoryStats, MemoryError> {
-        let walked = workspace::walk(&self.workspace);
+        let walked =
+            workspace::walk(&self.workspace).map_err(|e| MemoryError::Workspace(e.to_string()))?;
         let mut daily = DailyLogs::default();
         let mut memory_md = FileSummary::default();
         let mut heartbeat_md = FileSummary::default();
@@ -397,8 +398,9 @@ impl Memory {
             .name("memory-scan".into())
             .spawn(move || {
                 let mut first = true;
+                let mut last_error = None;
                 loop {
-                    memory.scan_once(first, &flag);
+                    memory.scan_once(first, &flag, &mut last_error);
                     first = false;
                     if flag.load(Ordering::SeqCst) {
                         break;
@@ -430,9 +432,18 @@ impl Memory {
         }
     }
 
-    fn scan_once(&self, first: bool, stop: &AtomicBool) {
+    /// One periodic pass. A failure is logged once, not every few seconds while it lasts
+    /// (an unmounted workspace, a full disk), and its end is logged too.
+    fn scan_once(&self, first: bool, stop: &AtomicBool, last_error: &mut Option<String>) {
         let started = Instant::now();
-        match self.sync(false, None, stop) {
+        let result = self.sync(false, None, stop);
+        match (&result, last_error.as_ref()) {
+            (Ok(_), Some(_)) => info!("memory: scanning works again"),
+            (Err(e), Some(last)) if e.to_string() == *last => return,
+            _ => {}
+        }
+        *last_error = result.as_ref().err().map(|e| e.to_string());
+        match result {
             Ok(report) if first => info!(
                 "memory: {} files, {} chunks indexed ({} updated) in {} ms",
                 report.files_processed, report.chunks, report.files_updated, report.duration_ms
@@ -531,7 +542,8 @@ impl Memory {
         self.check_database()?;
         let rechunk = self.rechunk.load(Ordering::SeqCst);
         let force = force || rechunk;
-        let walked = workspace::walk(&self.workspace);
+        let walked =
+            workspace::walk(&self.workspace).map_err(|e| MemoryError::Workspace(e.to_string()))?;
         let (changed, removed) = {
             let tracked = lock(&self.tracked);
             let changed: Vec<&MdFile> = walked
@@ -652,18 +664,26 @@ impl Memory {
                 _ => false,
             })
             .collect();
+        let replaced: Vec<(&FileRow, &[Chunk])> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Replace(row, chunks) => Some((row, chunks.as_slice())),
+                _ => None,
+            })
+            .collect();
         self.watch(self.index.write(|w| {
             for (a, &drop_old) in actions.iter().zip(&skipped_indexed) {
                 match a {
-                    Action::Replace(row, chunks) => w.replace_file(row, chunks, now)?,
+                    Action::Replace(..) => {}
                     Action::Touch(f) => w.touch_file(&f.rel, f.size, f.mtime_ns)?,
                     Action::Remove(rel) => w.remove_file(rel)?,
                     Action::Skip(f) if drop_old => w.remove_file(&f.rel)?,
                     Action::Skip(_) => {}
                 }
             }
-            Ok(())
+            w.replace_files(&replaced, now)
         }))?;
+        drop(replaced);
         let mut tracked = lock(&self.tracked);
         let mut updated = 0;
         for (a, drop_old) in actions.into_iter().zip(skipped_indexed) {

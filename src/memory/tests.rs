@@ -339,3 +339,23 @@ fn excerpt_and_score_edges() {
     assert!(e.text.contains("needle"), "{}", e.text);
     assert!(e.text.chars().count() <= 100);
 }
+
+#[test]
+fn r_unlistable_workspace_does_not_empty_the_index() {
+    let fx = Fixture::new("unmounted");
+    fx.write("a.md", "capybara\n");
+    fx.memory.reindex(false, None).unwrap();
+    let moved = fx.root.join("ws-away");
+    fs::rename(fx.ws(), &moved).unwrap();
+    assert!(matches!(
+        fx.memory.reindex(false, None),
+        Err(MemoryError::Workspace(_))
+    ));
+    assert_eq!(
+        fx.files_of("capybara"),
+        ["a.md"],
+        "index kept while unreachable"
+    );
+    fs::rename(&moved, fx.ws()).unwrap();
+    assert_eq!(fx.memory.reindex(false, None).unwrap().files_updated, 0);
+}

@@ -204,16 +204,25 @@ pub fn is_indexable_rel(rel: &str) -> bool {
 
 /// Every `*.md` file under `workspace`, by stat only. Hidden entries and symlinks are
 /// skipped (a link could lead outside the workspace or into a cycle); names that are not
-/// UTF-8 are skipped because the index and the API speak UTF-8 paths. Unreadable folders
-/// are logged and skipped. Sorted by path.
-pub fn walk(workspace: &Path) -> Vec<MdFile> {
+/// UTF-8 are skipped because the index and the API speak UTF-8 paths. Unreadable
+/// subfolders are logged and skipped. Sorted by path.
+///
+/// A workspace that cannot be listed at all is an error, not an empty list: an unmounted
+/// or unreadable folder must not look like every file was deleted.
+pub fn walk(workspace: &Path) -> io::Result<Vec<MdFile>> {
     let mut out = Vec::new();
     let mut stack = vec![(workspace.to_path_buf(), String::new(), 0usize)];
     while let Some((dir, prefix, depth)) = stack.pop() {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
+            Err(e) if dir == workspace => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot list {}: {e}", dir.display()),
+                ));
+            }
             Err(e) => {
-                if dir == workspace || e.kind() != io::ErrorKind::NotFound {
+                if e.kind() != io::ErrorKind::NotFound {
                     warn!("memory: cannot list {}: {e}", dir.display());
                 }
                 continue;
@@ -255,7 +264,7 @@ pub fn walk(workspace: &Path) -> Vec<MdFile> {
         }
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -339,7 +348,7 @@ mod tests {
         fs::write(ws.join(".git/HEAD.md"), "no").unwrap();
         std::os::unix::fs::symlink(ws.join("MEMORY.md"), ws.join("link.md")).unwrap();
         std::os::unix::fs::symlink(&ws, ws.join("loop")).unwrap();
-        let rels: Vec<String> = walk(&ws).into_iter().map(|f| f.rel).collect();
+        let rels: Vec<String> = walk(&ws).unwrap().into_iter().map(|f| f.rel).collect();
         assert_eq!(
             rels,
             ["MEMORY.md", "knowledge/deep/x.md", "memory/2026-01-01.md"]
@@ -348,5 +357,9 @@ mod tests {
         assert!(!is_indexable_rel(".git/x.md"));
         assert!(!is_indexable_rel("a/../b.md"));
         fs::remove_dir_all(&ws).unwrap();
+        assert!(
+            walk(&ws).is_err(),
+            "a missing workspace is not an empty one"
+        );
     }
 }
