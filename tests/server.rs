@@ -317,3 +317,28 @@ fn without_listener_the_daemon_still_runs() {
     let status = support::wait_timeout(&mut child, Duration::from_secs(10)).unwrap();
     assert!(status.success());
 }
+
+/// Regression: a burst as large as the lane was refused with 503 while workers sat idle,
+/// because admission counted channel slots and woken workers had not yet taken theirs.
+#[test]
+fn r_burst_within_capacity_is_not_refused() {
+    let d = Daemon::start("[server]\ndebug_routes = true\nchat_workers = 24\nchat_queue = 1\n");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(24));
+    let handles: Vec<_> = (0..24)
+        .map(|_| {
+            let (url, barrier) = (d.url("/api/debug/sleep?ms=300"), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                ureq::post(&url)
+                    .config()
+                    .http_status_as_error(false)
+                    .build()
+                    .send("")
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().unwrap(), 200);
+    }
+}

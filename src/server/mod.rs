@@ -16,7 +16,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -103,33 +103,66 @@ impl RunningServer {
     }
 }
 
+/// A pool of workers and the requests admitted to it.
+struct LaneHandle {
+    tx: Sender<Job>,
+    /// Requests admitted and not yet finished (running or waiting).
+    load: Arc<AtomicUsize>,
+    /// `workers + queue`: what the lane holds before it answers 503.
+    capacity: usize,
+}
+
+impl LaneHandle {
+    /// Hands `job` to the lane, or gives it back when the lane is full. Admission counts
+    /// requests rather than channel slots: a burst must not be refused just because idle
+    /// workers have not yet woken up to take what was sent a moment ago.
+    fn admit(&self, job: Job) -> Result<(), Job> {
+        if self.load.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.load.fetch_sub(1, Ordering::SeqCst);
+            return Err(job);
+        }
+        self.tx.try_send(job).map_err(|e| {
+            self.load.fetch_sub(1, Ordering::SeqCst);
+            match e {
+                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+            }
+        })
+    }
+}
+
 fn spawn_lane(
     name: &'static str,
     workers: usize,
     queue: usize,
     app: &Arc<App>,
     done: &Sender<()>,
-) -> std::io::Result<Sender<Job>> {
-    let (tx, rx) = bounded::<Job>(queue);
+) -> std::io::Result<LaneHandle> {
+    let capacity = workers + queue;
+    // Admission keeps at most `capacity` jobs in flight, so the channel never fills.
+    let (tx, rx) = bounded::<Job>(capacity);
+    let load = Arc::new(AtomicUsize::new(0));
     for i in 0..workers {
-        let (rx, app, done) = (rx.clone(), app.clone(), done.clone());
+        let (rx, app, done, load) = (rx.clone(), app.clone(), done.clone(), load.clone());
         thread::Builder::new()
             .name(format!("{name}-{i}"))
             .spawn(move || {
                 for job in rx.iter() {
-                    serve(&app, job);
+                    // Handlers catch their own panics; this catches the streaming routes'
+                    // too, so the worker and the lane's count survive anything.
+                    let _ = catch_unwind(AssertUnwindSafe(|| serve(&app, job)));
+                    load.fetch_sub(1, Ordering::SeqCst);
                 }
                 drop(done);
             })?;
     }
-    Ok(tx)
+    Ok(LaneHandle { tx, load, capacity })
 }
 
 fn listen(
     app: &App,
     http: &tiny_http::Server,
     stopping: &AtomicBool,
-    lanes: [Sender<Job>; 2],
+    lanes: [LaneHandle; 2],
     fatal: &Sender<String>,
 ) {
     let debug = app.config.server.debug_routes;
@@ -158,11 +191,11 @@ fn listen(
             route,
             received,
         };
-        let tx = match lane {
+        let handle = match lane {
             Lane::Fast => &lanes[0],
             Lane::Chat => &lanes[1],
         };
-        if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(job) {
+        if let Err(job) = handle.admit(job) {
             let what = match lane {
                 Lane::Fast => "request queue full",
                 Lane::Chat => "all chat slots busy",
