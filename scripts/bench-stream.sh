@@ -28,6 +28,11 @@ def open_stream(port, path, body):
 def read_deltas(port, path, body):
     """Arrival times (ms after the request) of each event carrying text."""
     s, f, t0 = open_stream(port, path, body)
+    status = f.readline()
+    if b" 200 " not in status:
+        s.close()
+        print("request refused:", status.decode().strip(), file=sys.stderr)
+        return []
     while f.readline() not in (b"\r\n", b""):
         pass
     times = []

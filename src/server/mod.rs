@@ -113,20 +113,21 @@ struct LaneHandle {
 }
 
 impl LaneHandle {
-    /// Hands `job` to the lane, or gives it back when the lane is full. Admission counts
+    /// Hands `job` to the lane; gives it back when the lane is full. Admission counts
     /// requests rather than channel slots: a burst must not be refused just because idle
     /// workers have not yet woken up to take what was sent a moment ago.
-    fn admit(&self, job: Job) -> Result<(), Job> {
+    fn admit(&self, job: Job) -> Option<Job> {
         if self.load.fetch_add(1, Ordering::SeqCst) >= self.capacity {
             self.load.fetch_sub(1, Ordering::SeqCst);
-            return Err(job);
+            return Some(job);
         }
-        self.tx.try_send(job).map_err(|e| {
-            self.load.fetch_sub(1, Ordering::SeqCst);
-            match e {
-                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        match self.tx.try_send(job) {
+            Ok(()) => None,
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                self.load.fetch_sub(1, Ordering::SeqCst);
+                Some(job)
             }
-        })
+        }
     }
 }
 
@@ -195,7 +196,7 @@ fn listen(
             Lane::Fast => &lanes[0],
             Lane::Chat => &lanes[1],
         };
-        if let Err(job) = handle.admit(job) {
+        if let Some(job) = handle.admit(job) {
             let what = match lane {
                 Lane::Fast => "request queue full",
                 Lane::Chat => "all chat slots busy",
