@@ -1,6 +1,8 @@
 # Shared by the benchmark scripts: tool checks, a temporary home, the release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The daemon runs with HOME pointing at a temporary folder; cargo and rustup must not.
+export RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup} CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 
 need() {
     if ! command -v "$1" >/dev/null 2>&1; then

@@ -5,7 +5,8 @@ Streams SSE like the real API. Two behaviours:
   --mode tool    a request without a tool result gets one memory_search tool call,
                  a request carrying a tool result gets a short text answer (one tool
                  round trip per turn, answered instantly);
-  --mode stream  every request gets --deltas text deltas, one every --cadence-ms.
+  --mode stream  every request gets --deltas text deltas, one every --cadence-ms
+                 (a request for the model "short" gets 3, for time-to-first-event runs).
 Prints "ready <port>" on stdout once listening.
 """
 import argparse
@@ -60,7 +61,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             cadence = opts.cadence_ms / 1000.0
             start = time.perf_counter()
-            for i in range(opts.deltas):
+            count = 3 if body.get("model") == "short" else opts.deltas
+            for i in range(count):
                 # Absolute schedule: delta i leaves at start + i*cadence, so drift never adds up.
                 wait = start + i * cadence - time.perf_counter()
                 if wait > 0:

@@ -159,7 +159,6 @@ pub struct ServerConfig {
     pub shutdown_grace: Span,
     pub max_websockets: usize,
     pub ws_max_message_bytes: usize,
-    pub ws_idle_timeout: Span,
     pub allowed_origins: Vec<String>,
     pub access_log: bool,
     /// Adds `/api/debug/sleep` and `/api/debug/panic` (tests and diagnostics only).
@@ -182,7 +181,6 @@ impl Default for ServerConfig {
             shutdown_grace: Span::secs(10),
             max_websockets: 32,
             ws_max_message_bytes: 256 * 1024,
-            ws_idle_timeout: Span::secs(300),
             allowed_origins: Vec::new(),
             access_log: true,
             debug_routes: false,

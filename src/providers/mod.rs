@@ -198,6 +198,24 @@ pub fn for_model(
     Ok((built, name.to_string()))
 }
 
+/// Tools in the `{"type":"function","function":{name,description,parameters}}` shape that
+/// OpenAI's Chat Completions and Ollama's `/api/chat` share.
+pub fn function_tools(tools: &[ToolSpec]) -> Value {
+    tools
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                }
+            })
+        })
+        .collect()
+}
+
 /// Turns a tool call's argument text into the JSON object tools expect. Text that is not a
 /// JSON object (a model's broken or truncated JSON) becomes `{"_raw": text}`, so the tool
 /// can report what it got instead of the turn failing; no text at all becomes `{}`.

@@ -99,20 +99,7 @@ fn request_body(req: &ChatRequest) -> Value {
         body["options"] = json!({"num_predict": req.max_tokens});
     }
     if !req.tools.is_empty() {
-        body["tools"] = req
-            .tools
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    }
-                })
-            })
-            .collect();
+        body["tools"] = super::function_tools(&req.tools);
     }
     body
 }

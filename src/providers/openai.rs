@@ -121,20 +121,7 @@ fn request_body(req: &ChatRequest, max_completion_tokens: bool) -> Value {
         body[key] = json!(req.max_tokens);
     }
     if !req.tools.is_empty() {
-        body["tools"] = req
-            .tools
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    }
-                })
-            })
-            .collect();
+        body["tools"] = super::function_tools(&req.tools);
     }
     body
 }

@@ -38,9 +38,10 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
         Route::HeartbeatRun => heartbeat::run(app, req),
         Route::DebugSleep => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
-        other => Err(ApiError::not_found(format!(
-            "{other:?} is not served by this build"
-        ))),
+        // Served by the server module itself: they need the raw connection.
+        Route::ChatStream | Route::WebSocket | Route::Preflight => Err(ApiError::internal(
+            format!("{route:?} reached the plain handler table"),
+        )),
     }
 }
 
