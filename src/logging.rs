@@ -2,8 +2,10 @@
 //! lines in a file when backgrounded.
 
 use std::fs::OpenOptions;
-use std::io::{LineWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use log::LevelFilter;
 use simplelog::{ConfigBuilder, WriteLogger};
@@ -48,21 +50,104 @@ fn builder(timestamps: bool) -> ConfigBuilder {
     b
 }
 
+/// How long a log line may wait in memory before it is written. Lines of a burst (one
+/// access-log line per request under load) go out together in one write(2).
+const FLUSH_DELAY: Duration = Duration::from_millis(50);
+
+/// Buffered past this, a write goes straight through (a stalled sink never grows memory).
+const MAX_BUFFERED: usize = 256 * 1024;
+
+struct Shared {
+    /// Pending bytes, and whether the flusher has been woken for them.
+    pending: Mutex<(Vec<u8>, bool)>,
+    wake: Condvar,
+    sink: Mutex<Box<dyn Write + Send>>,
+}
+
+impl Shared {
+    fn flush_now(&self) -> io::Result<()> {
+        let data = std::mem::take(&mut lock(&self.pending).0);
+        let mut sink = lock(&self.sink);
+        sink.write_all(&data)?;
+        sink.flush()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A log sink that writes at most [`FLUSH_DELAY`] late: a per-request access line would
+/// otherwise cost a system call per request. The flusher thread sleeps on a condition
+/// variable while there is nothing to write, so an idle daemon never wakes up for it.
+struct Deferred(Arc<Shared>);
+
+impl Deferred {
+    fn start(sink: Box<dyn Write + Send>) -> io::Result<Deferred> {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new((Vec::new(), false)),
+            wake: Condvar::new(),
+            sink: Mutex::new(sink),
+        });
+        let flusher = shared.clone();
+        std::thread::Builder::new()
+            .name("log-flush".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let guard = lock(&flusher.pending);
+                        let mut guard = flusher
+                            .wake
+                            .wait_while(guard, |(_, armed)| !*armed)
+                            .unwrap_or_else(|p| p.into_inner());
+                        guard.1 = false;
+                    }
+                    std::thread::sleep(FLUSH_DELAY);
+                    let _ = flusher.flush_now();
+                }
+            })?;
+        Ok(Deferred(shared))
+    }
+}
+
+impl Write for Deferred {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut pending = lock(&self.0.pending);
+        pending.0.extend_from_slice(data);
+        if pending.0.len() > MAX_BUFFERED {
+            drop(pending);
+            self.0.flush_now()?;
+        } else if !pending.1 {
+            pending.1 = true;
+            self.0.wake.notify_one();
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush_now()
+    }
+}
+
 /// Logs to `file` (appending, timestamped) or to stderr (no timestamps). A second call in
-/// the same process is ignored.
+/// the same process is ignored. Call [`flush`] before the process exits.
 pub fn init(level: LevelFilter, file: Option<&Path>) -> std::io::Result<()> {
     let sink: Box<dyn Write + Send> = match file {
         Some(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
         None => Box::new(std::io::stderr()),
     };
-    // One write(2) per line: readers of the log never see half lines.
     let _ = WriteLogger::init(
         level,
         builder(file.is_some()).build(),
-        LineWriter::new(sink),
+        Deferred::start(sink)?,
     );
     install_panic_hook();
     Ok(())
+}
+
+/// Writes out every buffered log line.
+pub fn flush() {
+    log::logger().flush();
 }
 
 /// Panics go through the logger (one line with thread and place) so they reach the log file
@@ -82,6 +167,7 @@ fn install_panic_hook() {
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
         log::error!("panic in thread {name} at {place}: {what}");
+        log::logger().flush();
     }));
 }
 

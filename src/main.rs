@@ -2,5 +2,8 @@ use clap::Parser;
 
 fn main() {
     let cli = localgpt::cli::Cli::parse();
-    std::process::exit(localgpt::cli::run(cli));
+    let code = localgpt::cli::run(cli);
+    // Log lines are written a moment late (see logging::Deferred); none may be lost.
+    localgpt::logging::flush();
+    std::process::exit(code);
 }

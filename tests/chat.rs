@@ -72,7 +72,8 @@ fn plain_answer_with_tokens_for_each_provider() {
         .find(|r| r.path.contains("messages"))
         .unwrap();
     assert_eq!(anthropic.header("x-api-key"), Some(TEST_KEY));
-    assert!(!d.stderr().contains(TEST_KEY), "keys are never logged");
+    let log = d.wait_log("POST /api/chat 200");
+    assert!(!log.contains(TEST_KEY), "keys are never logged");
 }
 
 #[test]

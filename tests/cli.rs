@@ -47,7 +47,7 @@ fn ask_goes_through_a_running_daemon() {
     let (status, out, err) = d.home.run(&["ask", "hello", "-m", "ollama/llama"]);
     assert!(status.success(), "{err}");
     assert_eq!(out.trim(), "via the daemon");
-    assert!(d.stderr().contains("POST /api/chat 200"), "{}", d.stderr());
+    d.wait_log("POST /api/chat 200");
 }
 
 #[test]

@@ -68,7 +68,10 @@ pub fn upgrade(app: &Arc<App>, request: tiny_http::Request) -> u16 {
     }
     let stream = request.upgrade("websocket", response);
     let limit = app.config.server.ws_max_message_bytes;
+    // tungstenite reads into a 128 KiB buffer by default, per connection; our messages are
+    // small JSON, and idle connections should cost little.
     let config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     let socket = WebSocket::from_raw_socket(stream, Role::Server, Some(config));

@@ -195,6 +195,19 @@ impl Daemon {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits until the daemon's log has `needle` (log lines are written up to 50 ms late)
+    /// and returns the whole log.
+    pub fn wait_log(&self, needle: &str) -> String {
+        eventually(
+            Duration::from_secs(10),
+            &format!("log line {needle:?}"),
+            || {
+                let log = self.stderr();
+                log.contains(needle).then_some(log)
+            },
+        )
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
