@@ -13,7 +13,7 @@ chat_queue = 8
 max_websockets = 64"
 
 python3 - "$DPORT" "$FAKE_PORT" "$DPID" <<'PY'
-import json, socket, statistics, sys, threading, time
+import json, os, socket, statistics, sys, threading, time
 dport, fport, dpid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 CADENCE = 5.0
 
@@ -24,6 +24,8 @@ def open_stream(port, path, body):
     s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(data), data))
     return s, s.makefile("rb"), t0
+
+last_other = None
 
 def read_deltas(port, path, body):
     """Arrival times (ms after the request) of each event carrying text."""
@@ -36,6 +38,7 @@ def read_deltas(port, path, body):
     while f.readline() not in (b"\r\n", b""):
         pass
     times = []
+    global last_other
     while True:
         size = f.readline()
         if not size:
@@ -47,6 +50,8 @@ def read_deltas(port, path, body):
         now = (time.perf_counter() - t0) * 1000
         if b'"content"' in payload or b'"delta": {"content"' in payload:
             times.append(now)
+        elif b'"session"' not in payload and b"[DONE]" not in payload and b'"done"' not in payload:
+            last_other = payload[:300]
     s.close()
     return times
 
@@ -116,30 +121,37 @@ def idle_ws():
     assert head.startswith(b"HTTP/1.1 101"), head[:80]
     return s
 
-base_rss, base_threads = proc(dpid)
-sockets = [idle_ws() for _ in range(50)]
-results = []
-def one():
+def one(results):
     results.append(len(read_deltas(dport, "/api/chat/stream", {"message": "x", "include_memory": False})))
-threads = [threading.Thread(target=one) for _ in range(50)]
-for t in threads:
-    t.start()
-time.sleep(1.5)
-during_rss, during_threads = proc(dpid)
-for t in threads:
-    t.join()
-for s in sockets:
-    s.close()
-time.sleep(10)
-after_rss, after_threads = proc(dpid)
+
+def load_round():
+    """50 idle WebSockets and 50 concurrent streams; (during, after) as (RSS, threads)."""
+    sockets = [idle_ws() for _ in range(50)]
+    results = []
+    threads = [threading.Thread(target=one, args=(results,)) for _ in range(50)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    during = proc(dpid)
+    for t in threads:
+        t.join()
+    for s in sockets:
+        s.close()
+    time.sleep(10)
+    return results, during, proc(dpid)
+
+base = proc(dpid)
 print()
-print("== 50 concurrent SSE streams + 50 idle WebSockets ==")
-print(f"streams completed with all 500 deltas: {sum(1 for r in results if r == 500)}/50"
-      + ("" if all(r == 500 for r in results) else f"  (short ones: {sorted(r for r in results if r != 500)})"))
-print(f"{'':<16}{'RSS KiB':>10}{'threads':>10}")
-print(f"{'before':<16}{base_rss:>10}{base_threads:>10}")
-print(f"{'during':<16}{during_rss:>10}{during_threads:>10}")
-print(f"{'10 s after':<16}{after_rss:>10}{after_threads:>10}")
+print("== 50 concurrent SSE streams + 50 idle WebSockets, twice ==")
+rows = [("before", base)]
+for round_no in range(1, int(os.environ.get("ROUNDS", "2")) + 1):
+    results, during, after = load_round()
+    print(f"round {round_no}: streams completed with all 500 deltas: {sum(1 for r in results if r == 500)}/50"
+          + ("" if all(r == 500 for r in results) else f"  (short ones: {sorted(r for r in results if r != 500)}; last other event: {last_other!r})"))
+    rows += [(f"round {round_no} during", during), (f"round {round_no} 10 s after", after)]
+print(f"{'':<22}{'RSS KiB':>10}{'threads':>10}")
+for name, (rss, threads) in rows:
+    print(f"{name:<22}{rss:>10}{threads:>10}")
 PY
 echo
 echo "daemon warnings/errors during the run:"

@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 class Server(socketserver.ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The default backlog of 5 drops connections when 50 streams open at once.
+    request_queue_size = 256
 
 
 def chunk(obj):

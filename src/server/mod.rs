@@ -239,7 +239,7 @@ fn serve(app: &Arc<App>, job: Job) {
         .collect();
     let cors = cors_origin(app, &headers);
 
-    let status = match admit(app, &headers, &target, route) {
+    let status = match screen(app, &headers, &target, route) {
         Err(e) => reply_cors(request, e.into(), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
         Ok(Route::WebSocket) => ws::upgrade(app, request),
@@ -269,7 +269,7 @@ fn serve(app: &Arc<App>, job: Job) {
 }
 
 /// Host, Origin, length and token checks that every route passes before its handler.
-fn admit(
+fn screen(
     app: &App,
     headers: &[(String, String)],
     target: &str,

@@ -17,7 +17,13 @@ use crate::app::App;
 /// Answers one non-streaming route.
 pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     match route {
-        Route::Health => Ok(ApiResponse::ok(&json!({"status": "ok"}))),
+        // The one route a supervisor polls: a fixed body, nothing built per request.
+        Route::Health => Ok(ApiResponse {
+            status: 200,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: br#"{"status":"ok"}"#.to_vec(),
+        }),
         Route::Status => Ok(ApiResponse::ok(&status(app))),
         Route::MemorySearch => memory::search(app, req),
         Route::MemoryStats => memory::stats(app),
