@@ -93,10 +93,6 @@ impl Client {
             base: format!("http://{}", SocketAddr::new(ip, addr.port())),
         }
     }
-
-    pub fn agent(&self) -> &ureq::Agent {
-        &self.agent
-    }
 }
 
 impl Bound<'_> {

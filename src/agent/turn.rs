@@ -40,8 +40,6 @@ pub struct TurnOutcome {
     pub model: String,
     pub usage: Usage,
     pub tools_used: Vec<ToolUse>,
-    /// The user message and every message the turn added, for the session.
-    pub messages: Vec<Message>,
 }
 
 /// Why a turn did not finish.
@@ -121,9 +119,9 @@ pub fn run_turn(
     }
 
     let mut messages = input.history;
-    let first_new = messages.len();
-    messages.push(Message::user(input.message));
-    events.message(&messages[first_new]);
+    let user = Message::user(input.message);
+    events.message(&user);
+    messages.push(user);
     let mut usage = Usage::default();
     let mut tools_used = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
@@ -148,14 +146,7 @@ pub fn run_turn(
         events.message(&reply);
         messages.push(reply);
         if completion.tool_calls.is_empty() {
-            return Ok(finish(
-                input.model,
-                last_text,
-                usage,
-                tools_used,
-                messages,
-                first_new,
-            ));
+            return Ok(finish(input.model, last_text, usage, tools_used));
         }
 
         let mut all_repeats = true;
@@ -196,14 +187,7 @@ pub fn run_turn(
                 &last_text,
                 "[stopped: the model kept repeating the same tool call]",
             );
-            return Ok(finish(
-                input.model,
-                response,
-                usage,
-                tools_used,
-                messages,
-                first_new,
-            ));
+            return Ok(finish(input.model, response, usage, tools_used));
         }
     }
     let response = join_note(
@@ -213,14 +197,7 @@ pub fn run_turn(
             agent.max_tool_iterations
         ),
     );
-    Ok(finish(
-        input.model,
-        response,
-        usage,
-        tools_used,
-        messages,
-        first_new,
-    ))
+    Ok(finish(input.model, response, usage, tools_used))
 }
 
 fn join_note(text: &str, note: &str) -> String {
@@ -231,19 +208,11 @@ fn join_note(text: &str, note: &str) -> String {
     }
 }
 
-fn finish(
-    model: String,
-    response: String,
-    usage: Usage,
-    tools_used: Vec<ToolUse>,
-    mut messages: Vec<Message>,
-    first_new: usize,
-) -> TurnOutcome {
+fn finish(model: String, response: String, usage: Usage, tools_used: Vec<ToolUse>) -> TurnOutcome {
     TurnOutcome {
         response,
         model,
         usage,
         tools_used,
-        messages: messages.split_off(first_new),
     }
 }
