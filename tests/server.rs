@@ -340,3 +340,24 @@ fn r_burst_within_capacity_is_not_refused() {
         assert_eq!(h.join().unwrap().unwrap(), 200);
     }
 }
+
+/// Regression: a `Content-Length` of a terabyte made tiny_http allocate a terabyte when the
+/// refused request was dropped, aborting the daemon.
+#[test]
+fn r_absurd_content_length_is_refused_without_crashing() {
+    let d = Daemon::start("");
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(
+        b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000000\r\n\r\n{\"message\":\"x\"}",
+    )
+    .unwrap();
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 413"));
+    drop(s);
+    for _ in 0..3 {
+        assert_eq!(d.get("/health").0, 200, "the daemon is still up");
+    }
+}

@@ -243,11 +243,11 @@ fn serve(app: &Arc<App>, job: Job) {
         Err(e) => reply_cors(request, e.into(), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
         Ok(Route::WebSocket) => ws::upgrade(app, request),
+        Ok(_) if request.body_length().is_some_and(|n| n > UNDROPPABLE_BODY) => {
+            refuse_undroppable(request, app.config.server.max_body_bytes)
+        }
         Ok(route) => match read_body(&mut request, app.config.server.max_body_bytes) {
-            Err(e) => reply(
-                request,
-                ApiResponse::from(e).with_header("Connection", "close"),
-            ),
+            Err(e) => reply(request, e.into()),
             Ok(body) if route == Route::ChatStream => {
                 let api = ApiRequest::new(&method, &target, headers, body);
                 handlers::chat::stream(app, request, &api, cors.as_deref())
@@ -313,6 +313,30 @@ fn screen(
         }
     }
     Ok(route)
+}
+
+/// Declared bodies above this are never dropped: when tiny_http 0.12 drops a request with
+/// unread body it allocates a buffer of the whole remaining declared length at once, and a
+/// `Content-Length` of a terabyte aborts the process. Below it the allocation is harmless
+/// (lazily mapped and filled only by bytes the client really sends).
+const UNDROPPABLE_BODY: usize = 64 * 1024 * 1024;
+
+/// Answers 413 to a request declaring an absurd body, and deliberately leaks the
+/// connection (its socket and tiny_http's thread for it) instead of dropping the request.
+/// Only a hostile client sends this; leaking one connection beats crashing the daemon.
+fn refuse_undroppable(request: tiny_http::Request, max: usize) -> u16 {
+    static LEAKED: AtomicUsize = AtomicUsize::new(0);
+    let n = LEAKED.fetch_add(1, Ordering::Relaxed) + 1;
+    log::warn!(
+        "refused a request declaring a {}-byte body; its connection is abandoned ({n} so far)",
+        request.body_length().unwrap_or(0)
+    );
+    let resp = ApiResponse::from(ApiError::payload_too_large(max)).into_tiny();
+    // `upgrade` writes the response and hands over the connection without dropping the
+    // body reader; the protocol name is never acted on by the client.
+    let stream = request.upgrade("none", resp);
+    std::mem::forget(stream);
+    413
 }
 
 fn read_body(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, ApiError> {
