@@ -49,6 +49,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the setup (config, directories, daemon, provider, heartbeat) and say what to fix
+    Doctor,
     /// Chat interactively with the running daemon (tokens stream as they arrive)
     Chat {
         /// Resume this session instead of starting a new one
@@ -145,6 +147,7 @@ pub fn run(cli: Cli) -> i32 {
         } => crate::terminal::ask(cli.config.as_deref(), &question, model.as_deref(), json)
             .map(|_| 0)
             .map_err(|e| DaemonError::Io(e.to_string())),
+        Command::Doctor => run_doctor(cli.config),
         Command::Chat { session, model } => {
             crate::terminal::chat(cli.config.as_deref(), session, model.as_deref())
                 .map(|_| 0)
@@ -426,6 +429,24 @@ fn io(e: impl std::fmt::Display) -> DaemonError {
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, DaemonError> {
     serde_json::to_string_pretty(value).map_err(io)
+}
+
+fn run_doctor(flag: Option<PathBuf>) -> Result<i32, DaemonError> {
+    let (config, paths) = daemon::load(flag.as_deref())?;
+    let checks = crate::doctor::run(&config, &paths);
+    for c in &checks {
+        println!(
+            "{} {:<26} {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.what,
+            c.detail
+        );
+    }
+    Ok(if checks.iter().all(|c| c.ok) {
+        0
+    } else {
+        exit::FAILURE
+    })
 }
 
 fn human_duration(secs: u64) -> String {

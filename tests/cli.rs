@@ -99,3 +99,44 @@ fn chat_needs_a_running_daemon() {
     assert!(!status.success());
     assert!(err.contains("not running"), "{err}");
 }
+
+#[test]
+fn doctor_reports_what_to_fix() {
+    let fake = FakeProvider::start();
+    let d = Daemon::start_in(home_with(&fake));
+    // Default model claude-cli/opus with a command that does not exist.
+    std::fs::write(
+        d.home.config_path(),
+        format!(
+            "[heartbeat]\nenabled = false\n[providers.claude_cli]\ncommand = \"/nonexistent/claude\"\n{}",
+            fake.providers_toml("5s")
+        ),
+    )
+    .unwrap();
+    let (status, out, _) = d.home.run(&["doctor"]);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("/nonexistent/claude"),
+        "{out}"
+    );
+    assert!(
+        out.contains("answers on http://"),
+        "sees the running daemon: {out}"
+    );
+    assert!(
+        out.contains("workspace") && out.contains("is writable"),
+        "{out}"
+    );
+
+    std::fs::write(
+        d.home.config_path(),
+        format!(
+            "[heartbeat]\nenabled = false\n[agent]\ndefault_model = \"ollama/llama\"\n{}",
+            fake.providers_toml("5s")
+        ),
+    )
+    .unwrap();
+    let (status, out, _) = d.home.run(&["doctor"]);
+    assert!(status.success(), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
