@@ -215,6 +215,17 @@ fn run_daemon(
                     println!("uptime:   {}", human_duration(uptime));
                     println!("version:  {}", status["version"].as_str().unwrap_or("?"));
                     println!("model:    {}", status["model"].as_str().unwrap_or("?"));
+                    let hb = &status["heartbeat"];
+                    if hb["enabled"] == true {
+                        let at = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+                        println!(
+                            "heartbeat: last {}, next {}",
+                            at(&hb["last_run"]),
+                            at(&hb["next_run"])
+                        );
+                    } else {
+                        println!("heartbeat: off");
+                    }
                     Ok(0)
                 }
                 Err(e) => {

@@ -278,7 +278,7 @@ fn background_start_status_stop() {
 
     let (status, out, _) = home.run(&["daemon", "status"]);
     assert!(status.success(), "{out}");
-    for field in ["pid:", "address:", "uptime:", "version:"] {
+    for field in ["pid:", "address:", "uptime:", "version:", "heartbeat:"] {
         assert!(out.contains(field), "{out}");
     }
     assert!(home.state_dir().join("localgpt.log").exists());
