@@ -48,6 +48,12 @@ impl Http {
             // Status errors carry the provider's own message in the body; read it ourselves.
             .http_status_as_error(false)
             .user_agent(concat!("localgpt/", env!("CARGO_PKG_VERSION")))
+            // ureq's 128 KiB buffers per connection are sized for bulk transfers; a
+            // provider's headers and stream lines are small, and pooled idle connections
+            // keep their buffers.
+            .max_response_header_size(32 * 1024)
+            .input_buffer_size(32 * 1024)
+            .output_buffer_size(32 * 1024)
             .build()
             .into();
         Http {
