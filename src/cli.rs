@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, Config};
 use crate::daemon::{self, DaemonError, ForegroundOptions, PidFile, exit};
 use crate::memory::{Memory, ReindexReport};
-use crate::paths;
+use crate::paths::{self, Paths};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,8 +49,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the setup (config, directories, daemon, provider, heartbeat) and say what to fix
-    Doctor,
+    /// Check the setup (config, directories, databases, daemon, port, provider, heartbeat)
+    /// and say how to fix what fails; exits 1 when a check fails
+    Doctor {
+        /// Print the checks as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Chat interactively with the running daemon (tokens stream as they arrive)
     Chat {
         /// Resume this session instead of starting a new one
@@ -147,7 +152,7 @@ pub fn run(cli: Cli) -> i32 {
         } => crate::terminal::ask(cli.config.as_deref(), &question, model.as_deref(), json)
             .map(|_| 0)
             .map_err(|e| DaemonError::Io(e.to_string())),
-        Command::Doctor => run_doctor(cli.config),
+        Command::Doctor { json } => run_doctor(cli.config, json),
         Command::Chat { session, model } => {
             crate::terminal::chat(cli.config.as_deref(), session, model.as_deref())
                 .map(|_| 0)
@@ -442,22 +447,34 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, DaemonError> {
     serde_json::to_string_pretty(value).map_err(io)
 }
 
-fn run_doctor(flag: Option<PathBuf>) -> Result<i32, DaemonError> {
-    let (config, paths) = daemon::load(flag.as_deref())?;
-    let checks = crate::doctor::run(&config, &paths);
-    for c in &checks {
-        println!(
-            "{} {:<26} {}",
-            if c.ok { "ok  " } else { "FAIL" },
-            c.what,
-            c.detail
-        );
-    }
-    Ok(if checks.iter().all(|c| c.ok) {
-        0
+fn run_doctor(flag: Option<PathBuf>, json: bool) -> Result<i32, DaemonError> {
+    let config_file = paths::config_file(flag.as_deref(), &paths::process_env);
+    let loaded = Config::load(&config_file);
+    let workspace = loaded
+        .as_ref()
+        .map(|c| c.memory.workspace.clone())
+        .unwrap_or_default();
+    let paths = Paths::resolve(config_file, &workspace, &paths::process_env);
+    let checks = crate::doctor::run(loaded.as_ref(), &paths);
+    let failed = checks.iter().any(|c| c.failed());
+    if json {
+        let report = serde_json::json!({ "ok": !failed, "checks": checks });
+        println!("{}", to_json(&report)?);
     } else {
-        exit::FAILURE
-    })
+        for c in &checks {
+            let tag = match c.status {
+                crate::doctor::Status::Ok => "ok  ",
+                crate::doctor::Status::Warn => "warn",
+                crate::doctor::Status::Fail => "FAIL",
+            };
+            let detail = c.detail.trim_end().replace('\n', &format!("\n{:32}", ""));
+            println!("{tag} {:<26} {detail}", c.check);
+            if let Some(fix) = &c.fix {
+                println!("     {:<26} fix: {fix}", "");
+            }
+        }
+    }
+    Ok(if failed { exit::FAILURE } else { 0 })
 }
 
 fn human_duration(secs: u64) -> String {

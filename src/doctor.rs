@@ -1,90 +1,276 @@
-//! `localgpt doctor`: checks what a working setup needs and says what to fix. It changes
-//! nothing on disk except a probe file it removes again.
+//! `localgpt doctor`: checks what a working setup needs and says how to fix what fails. It
+//! changes nothing on disk except probe files it removes again; databases are opened
+//! read-only.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::Config;
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError};
 use crate::daemon::PidFile;
 use crate::paths::Paths;
 
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a check came out. Only `Fail` makes `doctor` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One finding, with a hint when something needs doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    pub ok: bool,
-    pub what: String,
+    pub check: String,
+    pub status: Status,
     pub detail: String,
+    pub fix: Option<String>,
 }
 
-fn check(ok: bool, what: impl Into<String>, detail: impl Into<String>) -> Check {
-    Check {
-        ok,
-        what: what.into(),
-        detail: detail.into(),
+impl Check {
+    fn ok(check: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            check: check.into(),
+            status: Status::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fail(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            check: check.into(),
+            status: Status::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    fn warn(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            status: Status::Warn,
+            ..Check::fail(check, detail, fix)
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.status == Status::Fail
     }
 }
 
-/// Every check, in the order a user would fix them.
-pub fn run(config: &Config, paths: &Paths) -> Vec<Check> {
-    let mut out = vec![check(
-        true,
-        "config",
-        if paths.config_file.exists() {
-            format!("{} is valid", paths.config_file.display())
-        } else {
-            format!("{} not found: all defaults", paths.config_file.display())
-        },
-    )];
-    for (name, dir) in [
-        ("workspace", &paths.workspace),
-        ("state dir", &paths.state_dir),
-        ("cache dir", &paths.cache_dir),
+/// Every check, in the order a user would fix them. `config` is the loaded config, or the
+/// error that kept it from loading (the other checks then run on the defaults).
+pub fn run(config: Result<&Config, &ConfigError>, paths: &Paths) -> Vec<Check> {
+    let defaults = Config::default();
+    let (mut out, config) = match config {
+        Ok(c) => (vec![config_check(paths)], c),
+        Err(e) => (
+            vec![Check::fail(
+                "config",
+                e.to_string(),
+                format!(
+                    "correct that key in {}; `localgpt config init --config example.toml` writes every key with its default (the checks below use the defaults)",
+                    paths.config_file.display()
+                ),
+            )],
+            &defaults,
+        ),
+    };
+    if let Some(c) = config_secrets(paths) {
+        out.push(c);
+    }
+    for (name, dir, private) in [
+        ("workspace", &paths.workspace, false),
+        ("state dir", &paths.state_dir, true),
+        ("cache dir", &paths.cache_dir, true),
     ] {
-        out.push(writable(name, dir));
+        out.push(directory(name, dir, private));
     }
-    out.push(daemon(config, paths));
+    out.push(database(
+        "sessions db",
+        &paths.sessions_db(),
+        "SELECT count(*) FROM sessions",
+        "sessions",
+        "stop the daemon and move the file aside (it is your chat history: keep the copy); a new one is created at start",
+    ));
+    out.push(database(
+        "index db",
+        &paths.index_db(),
+        "SELECT count(*) FROM files",
+        "files indexed",
+        "it is a cache: `localgpt memory reindex --force`, or stop the daemon and delete it (rebuilt at start)",
+    ));
+    let running = PidFile::probe(&paths.pid_file());
+    out.push(daemon(config, paths, running.as_ref()));
+    if running.is_none() {
+        out.push(port(config));
+    }
     out.push(provider(config));
     out.push(heartbeat(config, paths));
     out
 }
 
-fn writable(name: &str, dir: &Path) -> Check {
-    if !dir.is_dir() {
-        return check(
-            false,
+fn config_check(paths: &Paths) -> Check {
+    let file = &paths.config_file;
+    if file.exists() {
+        Check::ok("config", format!("{} is valid", file.display()))
+    } else {
+        Check::ok(
+            "config",
+            format!("{} not found: all defaults", file.display()),
+        )
+    }
+}
+
+/// A config file holding a key or token must not be readable by other users.
+fn config_secrets(paths: &Paths) -> Option<Check> {
+    let file = &paths.config_file;
+    let text = std::fs::read_to_string(file).ok()?;
+    let value: toml::Table = text.parse().ok()?;
+    if !holds_secret(&toml::Value::Table(value)) {
+        return None;
+    }
+    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+    Some(if mode & 0o077 == 0 {
+        Check::ok(
+            "config secrets",
+            format!("{} is private ({mode:o})", file.display()),
+        )
+    } else {
+        Check::fail(
+            "config secrets",
+            format!(
+                "{} holds a key or token and has mode {mode:o}: other users can read it",
+                file.display()
+            ),
+            format!("chmod 600 {}", file.display()),
+        )
+    })
+}
+
+fn holds_secret(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Table(t) => t.iter().any(|(k, v)| {
+            ((k == "api_key" || k == "auth_token") && v.as_str().is_some_and(|s| !s.is_empty()))
+                || holds_secret(v)
+        }),
+        _ => false,
+    }
+}
+
+/// A directory exists, is ours, is writable, and (for state and cache) is private.
+fn directory(name: &str, dir: &Path, private: bool) -> Check {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => m,
+        Ok(_) => {
+            return Check::fail(
+                name,
+                format!("{} is not a directory", dir.display()),
+                format!(
+                    "move {} away; the daemon creates the directory",
+                    dir.display()
+                ),
+            );
+        }
+        Err(_) => {
+            return Check::warn(
+                name,
+                format!("{} does not exist yet", dir.display()),
+                "start the daemon once (it creates its directories 0700)",
+            );
+        }
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Check::fail(
             name,
             format!(
-                "{} does not exist (the daemon creates it at start)",
+                "{} belongs to uid {}, not to you (uid {uid})",
+                dir.display(),
+                meta.uid()
+            ),
+            format!("chown -R {uid} {}", dir.display()),
+        );
+    }
+    let probe = dir.join(format!(".localgpt-doctor-{}", std::process::id()));
+    if let Err(e) = std::fs::write(&probe, b"probe") {
+        return Check::fail(
+            name,
+            format!("{} is not writable: {e}", dir.display()),
+            format!(
+                "chmod u+rwx {} (and check the filesystem is not read-only)",
                 dir.display()
             ),
         );
     }
-    let probe = dir.join(format!(".localgpt-doctor-{}", std::process::id()));
-    match std::fs::write(&probe, b"probe") {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&probe);
-            check(true, name, format!("{} is writable", dir.display()))
-        }
-        Err(e) => check(
-            false,
+    let _ = std::fs::remove_file(&probe);
+    let mode = meta.permissions().mode() & 0o777;
+    if private && mode & 0o077 != 0 {
+        return Check::fail(
             name,
-            format!("{} is not writable: {e}", dir.display()),
+            format!(
+                "{} has mode {mode:o}: other users can read your data",
+                dir.display()
+            ),
+            format!("chmod 700 {}", dir.display()),
+        );
+    }
+    Check::ok(name, format!("{} is writable ({mode:o})", dir.display()))
+}
+
+/// Opens a database read-only and runs `PRAGMA quick_check` and one count.
+fn database(name: &str, file: &Path, count_sql: &str, noun: &str, fix: &str) -> Check {
+    if !file.exists() {
+        return Check::ok(name, format!("{} not created yet", file.display()));
+    }
+    use rusqlite::{Connection, OpenFlags};
+    let opened = Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    );
+    let verdict = opened.and_then(|conn| {
+        conn.busy_timeout(Duration::from_secs(3))?;
+        let quick: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        let count: i64 = conn.query_row(count_sql, [], |r| r.get(0))?;
+        Ok((quick, count))
+    });
+    match verdict {
+        Ok((quick, count)) if quick == "ok" => Check::ok(
+            name,
+            format!("{} is sound ({count} {noun})", file.display()),
         ),
+        Ok((quick, _)) => Check::fail(name, format!("{} is damaged: {quick}", file.display()), fix),
+        Err(e) => Check::fail(name, format!("{} cannot be read: {e}", file.display()), fix),
     }
 }
 
-fn daemon(config: &Config, paths: &Paths) -> Check {
-    let Some(info) = PidFile::probe(&paths.pid_file()) else {
-        return check(
-            true,
+fn daemon(config: &Config, paths: &Paths, running: Option<&crate::daemon::RunningInfo>) -> Check {
+    let pid_file = paths.pid_file();
+    let Some(info) = running else {
+        if pid_file.exists() {
+            return Check::warn(
+                "daemon",
+                format!(
+                    "not running; {} is stale (left by a crash or kill)",
+                    pid_file.display()
+                ),
+                format!(
+                    "harmless (a start takes the file over); `rm {}` to tidy up",
+                    pid_file.display()
+                ),
+            );
+        }
+        return Check::ok(
             "daemon",
             "not running (start it with `localgpt daemon start`)",
         );
     };
     let Some(addr) = info.addr else {
-        return check(
-            true,
+        return Check::ok(
             "daemon",
             format!("pid {} running without HTTP listener", info.pid),
         );
@@ -92,15 +278,45 @@ fn daemon(config: &Config, paths: &Paths) -> Check {
     let client =
         crate::client::Client::new(&config.server.auth_token, Some(Duration::from_secs(3)));
     match client.at(addr).get("/health") {
-        Ok(_) => check(
-            true,
+        Ok(_) => Check::ok(
             "daemon",
             format!("pid {} answers on http://{addr}", info.pid),
         ),
-        Err(e) => check(
-            false,
+        Err(e) => Check::fail(
             "daemon",
             format!("pid {} does not answer on {addr}: {e}", info.pid),
+            format!(
+                "`localgpt daemon stop` (or kill {}) and start it again; see {}",
+                info.pid,
+                paths.log_file().display()
+            ),
+        ),
+    }
+}
+
+/// With no daemon running, whether the configured address can be bound.
+fn port(config: &Config) -> Check {
+    let s = &config.server;
+    if !s.enabled {
+        return Check::ok("port", "HTTP server disabled");
+    }
+    let Ok(ip) = s.bind.parse::<std::net::IpAddr>() else {
+        return Check::fail(
+            "port",
+            format!("server.bind {:?} is not an IP address", s.bind),
+            "set server.bind to an address such as 127.0.0.1",
+        );
+    };
+    let addr = SocketAddr::new(ip, s.port);
+    match TcpListener::bind(addr) {
+        Ok(_) => Check::ok("port", format!("{addr} is free")),
+        Err(e) => Check::fail(
+            "port",
+            format!("{addr} cannot be bound: {e}"),
+            format!(
+                "stop what listens there (`ss -ltnp 'sport = :{}'`) or set server.port / LOCALGPT_PORT",
+                s.port
+            ),
         ),
     }
 }
@@ -111,40 +327,45 @@ fn provider(config: &Config) -> Check {
     let model = &config.agent.default_model;
     let what = format!("provider for {model}");
     let Ok((provider, _)) = crate::config::split_model(model) else {
-        return check(false, what, "agent.default_model is not provider/model");
+        return Check::fail(
+            what,
+            "agent.default_model is not provider/model",
+            "set agent.default_model, e.g. \"anthropic/claude-sonnet-4-5\"",
+        );
     };
     let p = &config.providers;
     match provider {
         "claude-cli" => match find_in_path(&p.claude_cli.command) {
-            Some(found) => check(true, what, format!("{} found", found.display())),
-            None => check(
-                false,
+            Some(found) => Check::ok(what, format!("{} found", found.display())),
+            None => Check::fail(
                 what,
-                format!(
-                    "{:?} is not an executable in PATH: install Claude Code, set providers.claude_cli.command, or choose another agent.default_model",
-                    p.claude_cli.command
-                ),
+                format!("{:?} is not an executable in PATH", p.claude_cli.command),
+                "install Claude Code, set providers.claude_cli.command, or choose another agent.default_model",
             ),
         },
-        "anthropic" if p.anthropic.api_key.is_empty() => check(
-            false,
+        "anthropic" if p.anthropic.api_key.is_empty() => Check::fail(
             what,
-            "no key: set providers.anthropic.api_key or ANTHROPIC_API_KEY",
+            "no API key",
+            "set providers.anthropic.api_key or ANTHROPIC_API_KEY",
         ),
         "openai" if p.openai.api_key.is_empty() && p.openai.base_url.contains("api.openai.com") => {
-            check(
-                false,
+            Check::fail(
                 what,
-                "no key: set providers.openai.api_key or OPENAI_API_KEY",
+                "no API key",
+                "set providers.openai.api_key or OPENAI_API_KEY",
             )
         }
-        "anthropic" => reachable(what, &p.anthropic.base_url),
-        "openai" => reachable(what, &p.openai.base_url),
-        _ => reachable(what, &p.ollama.base_url),
+        "anthropic" => reachable(what, &p.anthropic.base_url, "providers.anthropic.base_url"),
+        "openai" => reachable(what, &p.openai.base_url, "providers.openai.base_url"),
+        _ => reachable(
+            what,
+            &p.ollama.base_url,
+            "providers.ollama.base_url (is `ollama serve` running?)",
+        ),
     }
 }
 
-fn reachable(what: String, base_url: &str) -> Check {
+fn reachable(what: String, base_url: &str, key: &str) -> Check {
     let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or("");
     let default_port = if base_url.starts_with("https") {
@@ -160,18 +381,18 @@ fn reachable(what: String, base_url: &str) -> Check {
     } else {
         format!("{authority}:{default_port}")
     };
+    let fix = format!("check the network and {key}");
     let addr = match target.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(a)) => a,
-        _ => return check(false, what, format!("cannot resolve {authority}")),
+        _ => return Check::fail(what, format!("cannot resolve {authority}"), fix),
     };
     match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
-        Ok(_) => check(true, what, format!("{base_url} is reachable")),
-        Err(e) => check(false, what, format!("{base_url} is not reachable: {e}")),
+        Ok(_) => Check::ok(what, format!("{base_url} is reachable")),
+        Err(e) => Check::fail(what, format!("{base_url} is not reachable: {e}"), fix),
     }
 }
 
 fn find_in_path(command: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let is_exe = |p: &Path| {
         p.metadata()
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -191,21 +412,19 @@ fn find_in_path(command: &str) -> Option<std::path::PathBuf> {
 fn heartbeat(config: &Config, paths: &Paths) -> Check {
     let hb = &config.heartbeat;
     if !hb.enabled || hb.interval.get().is_zero() {
-        return check(true, "heartbeat", "off");
+        return Check::ok("heartbeat", "off");
     }
     let text =
         std::fs::read_to_string(paths.workspace.join(crate::memory::workspace::HEARTBEAT_MD))
             .unwrap_or_default();
     let every = String::from(hb.interval);
     if crate::memory::workspace::is_effectively_empty(&text) {
-        check(
-            true,
+        Check::ok(
             "heartbeat",
             format!("every {every}; HEARTBEAT.md has no open tasks (no model calls)"),
         )
     } else {
-        check(
-            true,
+        Check::ok(
             "heartbeat",
             format!("every {every}; HEARTBEAT.md has tasks"),
         )
@@ -215,6 +434,16 @@ fn heartbeat(config: &Config, paths: &Paths) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn temp(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "localgpt-doctor-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 
     #[test]
     fn finds_executables() {
@@ -228,10 +457,81 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let c = reachable("x".into(), &format!("http://127.0.0.1:{port}/v1"));
-        assert!(!c.ok, "{c:?}");
+        let c = reachable("x".into(), &format!("http://127.0.0.1:{port}/v1"), "k");
+        assert!(c.failed(), "{c:?}");
+        assert!(c.fix.is_some());
         let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", live.local_addr().unwrap());
-        assert!(reachable("x".into(), &url).ok);
+        assert_eq!(reachable("x".into(), &url, "k").status, Status::Ok);
+    }
+
+    #[test]
+    fn taken_port_fails_and_free_port_passes() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = Config::default();
+        config.server.port = taken.local_addr().unwrap().port();
+        let c = port(&config);
+        assert!(c.failed(), "{c:?}");
+        drop(taken);
+        assert_eq!(port(&config).status, Status::Ok);
+    }
+
+    #[test]
+    fn group_readable_private_dir_fails() {
+        let dir = temp("mode");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let c = directory("state dir", &dir, true);
+        assert!(
+            c.failed() && c.fix.as_deref() == Some(&*format!("chmod 700 {}", dir.display())),
+            "{c:?}"
+        );
+        assert_eq!(directory("workspace", &dir, false).status, Status::Ok);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(directory("state dir", &dir, true).status, Status::Ok);
+        assert_eq!(
+            directory("x", &dir.join("missing"), true).status,
+            Status::Warn
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damaged_database_fails_and_sound_one_passes() {
+        let dir = temp("db");
+        let file = dir.join("t.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&file).unwrap();
+            conn.execute_batch("CREATE TABLE files(x); INSERT INTO files VALUES (1), (2);")
+                .unwrap();
+        }
+        let c = database(
+            "index db",
+            &file,
+            "SELECT count(*) FROM files",
+            "files",
+            "f",
+        );
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.detail.contains("2 files"), "{c:?}");
+        std::fs::write(&file, vec![0x5a; 8192]).unwrap();
+        let c = database(
+            "index db",
+            &file,
+            "SELECT count(*) FROM files",
+            "files",
+            "f",
+        );
+        assert!(c.failed(), "{c:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_found_at_any_depth() {
+        let t: toml::Table = "[providers.openai]\napi_key = \"sk-x\"".parse().unwrap();
+        assert!(holds_secret(&toml::Value::Table(t)));
+        let t: toml::Table = "[providers.openai]\napi_key = \"\"\n[server]\nport = 1"
+            .parse()
+            .unwrap();
+        assert!(!holds_secret(&toml::Value::Table(t)));
     }
 }

@@ -137,6 +137,115 @@ fn doctor_reports_what_to_fix() {
     )
     .unwrap();
     let (status, out, _) = d.home.run(&["doctor"]);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("holds a key or token") && out.contains("fix: chmod 600"),
+        "a world-readable config with a key is a finding: {out}"
+    );
+    set_mode(&d.home.config_path(), 0o600);
+    let (status, out, _) = d.home.run(&["doctor"]);
     assert!(status.success(), "{out}");
     assert!(!out.contains("FAIL"), "{out}");
+    assert!(
+        out.contains("sessions db") && out.contains("is sound"),
+        "{out}"
+    );
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn doctor_json(home: &Home) -> (Option<i32>, serde_json::Value) {
+    let (status, out, err) = home.run(&["doctor", "--json"]);
+    let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    (status.code(), report)
+}
+
+fn find<'a>(report: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} check in {report}"))
+}
+
+#[test]
+fn doctor_finds_damage_without_a_daemon() {
+    let fake = FakeProvider::start();
+    let home = Home::new("doctor");
+    home.write_config(&format!(
+        "[heartbeat]\nenabled = false\n[agent]\ndefault_model = \"ollama/llama\"\n{}",
+        fake.providers_toml("5s")
+    ));
+    set_mode(&home.config_path(), 0o600);
+    // A daemon run creates the directories and both databases, then stops.
+    let mut d = Daemon::start_in(home);
+    assert!(d.stop().success());
+    let home = d.into_home();
+
+    let (code, report) = doctor_json(&home);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(find(&report, "index db")["status"], "ok", "{report:#}");
+    assert_eq!(find(&report, "port")["status"], "ok", "{report:#}");
+
+    // A damaged index, a stale pid file, a taken port and an open state dir.
+    std::fs::write(
+        home.cache_dir().join("memory-index.sqlite"),
+        vec![0x42u8; 16384],
+    )
+    .unwrap();
+    std::fs::create_dir_all(home.pid_file().parent().unwrap()).unwrap();
+    std::fs::write(home.pid_file(), "999999\n127.0.0.1:1\n").unwrap();
+    set_mode(&home.state_dir(), 0o755);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, report) = {
+        let mut cmd = home.command();
+        cmd.args(["doctor", "--json"])
+            .env("LOCALGPT_PORT", port.to_string());
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.code(),
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        )
+    };
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["ok"], false);
+    let index = find(&report, "index db");
+    assert_eq!(index["status"], "fail", "{report:#}");
+    assert!(index["fix"].as_str().unwrap().contains("reindex --force"));
+    assert_eq!(
+        find(&report, "daemon")["status"],
+        "warn",
+        "stale pid: {report:#}"
+    );
+    let port_check = find(&report, "port");
+    assert_eq!(port_check["status"], "fail", "{report:#}");
+    assert!(
+        port_check["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string())
+    );
+    let state = find(&report, "state dir");
+    assert_eq!(state["status"], "fail", "{report:#}");
+    assert!(state["fix"].as_str().unwrap().starts_with("chmod 700"));
+    drop(taken);
+
+    // A config that does not load is a failed check, and the rest still runs.
+    std::fs::write(home.config_path(), "[server]\nport = \"many\"\n").unwrap();
+    let (code, report) = doctor_json(&home);
+    assert_eq!(code, Some(1));
+    let config = find(&report, "config");
+    assert_eq!(config["status"], "fail");
+    assert!(
+        config["detail"].as_str().unwrap().contains("port"),
+        "{report:#}"
+    );
+    assert!(report["checks"].as_array().unwrap().len() > 5);
 }
