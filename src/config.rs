@@ -161,7 +161,7 @@ pub struct ServerConfig {
     pub ws_max_message_bytes: usize,
     pub allowed_origins: Vec<String>,
     pub access_log: bool,
-    /// Adds `/api/debug/sleep` and `/api/debug/panic` (tests and diagnostics only).
+    /// Adds `/api/debug/sleep`, `/api/debug/sleep-fast` and `/api/debug/panic` (tests only).
     pub debug_routes: bool,
 }
 

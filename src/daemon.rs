@@ -427,7 +427,9 @@ pub fn stop(paths: &Paths, grace: Duration) -> Result<Option<u32>, DaemonError> 
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)
         .map_err(|e| DaemonError::Io(format!("cannot signal pid {}: {e}", info.pid)))?;
     let deadline = Instant::now() + grace + Duration::from_secs(5);
-    while PidFile::probe(&paths.pid_file()).is_some() {
+    // The lock goes with the pid file, a moment before the last log lines are flushed and
+    // the process ends: wait for the end, so what follows a stop sees the whole log.
+    while PidFile::probe(&paths.pid_file()).is_some() || running(pid) {
         if Instant::now() > deadline {
             return Err(DaemonError::Io(format!(
                 "pid {} did not stop within {:?}",
@@ -438,6 +440,17 @@ pub fn stop(paths: &Paths, grace: Duration) -> Result<Option<u32>, DaemonError> 
         std::thread::sleep(Duration::from_millis(25));
     }
     Ok(Some(info.pid))
+}
+
+/// Whether `pid` is alive (a zombie waiting for its reaper counts as ended).
+fn running(pid: rustix::process::Pid) -> bool {
+    rustix::process::test_kill_process(pid).is_ok()
+        && std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+            .map(|stat| {
+                stat.rsplit_once(')')
+                    .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true)
 }
 
 #[cfg(test)]

@@ -551,3 +551,22 @@ fn cheap_routes_stay_fast_while_every_chat_slot_streams() {
         assert_eq!(e.kind(), "content", "still streaming after {elapsed:?}");
     }
 }
+
+/// A script sends its next turn the moment it reads `done`: the session must be free by
+/// then (it used to be released only after `[DONE]` was written).
+#[test]
+fn session_is_free_when_the_stream_says_done() {
+    let fake = FakeProvider::start();
+    let d = daemon(&fake, "");
+    let (_, created) = d.post("/api/sessions", "");
+    let id = created["session_id"].as_str().unwrap().to_string();
+    for turn in 0..30 {
+        fake.push(Reply::text("ok"));
+        let mut sse = Sse::open(
+            d.addr,
+            &json!({"message": "next", "session_id": id}).to_string(),
+        );
+        assert_eq!(sse.status, 200, "turn {turn}: {}", sse.body);
+        sse.until("done");
+    }
+}

@@ -134,10 +134,27 @@ pub fn run_chat(
         };
         return Ok(run_turn(app, input, events)?);
     };
-    let _busy = app
-        .busy
+    let busy = claim(app, id)?;
+    run_claimed(app, params, model, &busy, events)
+}
+
+/// Marks session `id` busy for a turn, or says it is in one already.
+pub fn claim<'a>(app: &'a App, id: &str) -> Result<BusyGuard<'a>, ChatError> {
+    app.busy
         .claim(id)
-        .ok_or_else(|| ChatError::SessionBusy(id.to_string()))?;
+        .ok_or_else(|| ChatError::SessionBusy(id.to_string()))
+}
+
+/// Runs a turn in the session the caller has claimed (so a stream can answer `409`
+/// before its head is sent).
+pub fn run_claimed(
+    app: &App,
+    params: &ChatParams,
+    model: &str,
+    claimed: &BusyGuard<'_>,
+    events: &mut dyn TurnEvents,
+) -> Result<TurnOutcome, ChatError> {
+    let id = claimed.id.as_str();
     let (summary, history) = prepare_history(app, id, model)?;
     let input = TurnInput {
         model: model.to_string(),

@@ -24,6 +24,8 @@ pub enum Route {
     /// A CORS preflight for any known path.
     Preflight,
     DebugSleep,
+    /// Holds a fast-lane worker (tests fill the fast lane with it).
+    DebugSleepFast,
     DebugPanic,
 }
 
@@ -119,6 +121,9 @@ pub fn route(method: &str, path: &str, debug_routes: bool) -> Result<Route, ApiE
         ["api", "ws"] => Some((&["GET"], (m == "GET").then_some(Route::WebSocket))),
         ["api", "debug", "sleep"] if debug_routes => {
             Some((&["POST"], (m == "POST").then_some(Route::DebugSleep)))
+        }
+        ["api", "debug", "sleep-fast"] if debug_routes => {
+            Some((&["POST"], (m == "POST").then_some(Route::DebugSleepFast)))
         }
         ["api", "debug", "panic"] if debug_routes => {
             Some((&["GET"], (m == "GET").then_some(Route::DebugPanic)))

@@ -6,7 +6,7 @@ use crossbeam_channel::RecvTimeoutError;
 use serde_json::{Value, json};
 
 use crate::agent::approval::Decision;
-use crate::agent::chat::{ChatError, ChatParams, resolve, run_chat};
+use crate::agent::chat::{ChatError, ChatParams, claim, resolve, run_chat, run_claimed};
 use crate::agent::tools::{ToolOutput, cap};
 use crate::agent::turn::{TurnError, TurnEvents, TurnOutcome, Unattended};
 use crate::app::App;
@@ -97,9 +97,11 @@ pub fn chat(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 pub fn stream(app: &App, request: tiny_http::Request, req: &ApiRequest, cors: Option<&str>) -> u16 {
     let prepared = parse_params(req).and_then(|p| {
         let (model, session) = resolve(app, &p, true).map_err(chat_error)?;
-        Ok((p, model, session.unwrap_or_default()))
+        let session_id = session.unwrap_or_default();
+        let claimed = claim(app, &session_id).map_err(chat_error)?;
+        Ok((p, model, session_id, claimed))
     });
-    let (params, model, session_id) = match prepared {
+    let (params, model, session_id, claimed) = match prepared {
         Ok(v) => v,
         Err(e) => return crate::server::reply_cors(request, e.into(), cors),
     };
@@ -121,7 +123,11 @@ pub fn stream(app: &App, request: tiny_http::Request, req: &ApiRequest, cors: Op
         session_id: &session_id,
         tool_ids: Vec::new(),
     };
-    match run_chat(app, &params, &model, Some(&session_id), &mut events) {
+    let result = run_claimed(app, &params, &model, &claimed, &mut events);
+    // Free the session before the last event: a client may send its next turn the moment
+    // it reads `done`.
+    drop(claimed);
+    match result {
         Ok(outcome) => {
             let mut done = outcome_json(&outcome, Some(&session_id));
             done["type"] = json!("done");

@@ -42,7 +42,7 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
         Route::SessionApprove(id) => sessions::approve(app, id, req),
         Route::HeartbeatGet => Ok(heartbeat::get(app)),
         Route::HeartbeatRun => heartbeat::run(app, req),
-        Route::DebugSleep => debug_sleep(req),
+        Route::DebugSleep | Route::DebugSleepFast => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         // Served by the server module itself: they need the raw connection.
         Route::ChatStream | Route::WebSocket | Route::Preflight => Err(ApiError::internal(
@@ -62,7 +62,7 @@ fn status(app: &App) -> serde_json::Value {
     })
 }
 
-/// Holds a chat-lane worker for `ms` milliseconds (tests and diagnostics).
+/// Holds a worker of the route's lane for `ms` milliseconds (tests and diagnostics).
 fn debug_sleep(req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let ms: u64 = match req.query("ms") {
         None => 1000,
