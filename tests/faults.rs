@@ -11,12 +11,16 @@
 
 mod support;
 
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::Daemon;
 use support::fake_provider::{FakeProvider, Fault, Reply, TEST_KEY};
 use support::stream_client::Sse;
+use support::{Daemon, Home, eventually};
 
 const MODELS: &[&str] = &[
     "openai/gpt-test",
@@ -62,6 +66,34 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(r, c)| (r.to_string(), c.to_string()))
         .collect()
+}
+
+fn search_files(d: &Daemon, q: &str) -> Vec<String> {
+    let (status, body) = d.get(&format!("/api/memory/search?q={q}"));
+    assert_eq!(status, 200, "{body}");
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["file"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn wait_for_hit(d: &Daemon, q: &str, file: &str) {
+    eventually(PATIENCE, &format!("search {q:?} finds {file}"), || {
+        search_files(d, q).iter().any(|f| f == file).then_some(())
+    });
+}
+
+/// Overwrites the first `len` bytes of a file in place (same inode) with noise.
+fn scribble(path: &Path, len: usize) {
+    let noise: Vec<u8> = (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(&noise).unwrap();
+    f.sync_all().unwrap();
 }
 
 // ---- 1. provider faults × {plain, streamed} ----
@@ -218,4 +250,164 @@ fn provider_faults_on_plain_and_streamed_turns_keep_the_session_and_recover() {
         }
     }
     assert_eq!(d.get("/health").0, 200);
+}
+
+// ---- 2. databases deleted or corrupted while the daemon runs ----
+
+fn chat_daemon(fake: &FakeProvider) -> Daemon {
+    let home = Home::new("faults");
+    home.write_config(&format!(
+        "[heartbeat]\nenabled = false\n[memory]\nscan_interval = \"200ms\"\n{}",
+        fake.providers_toml("5s")
+    ));
+    start(home)
+}
+
+/// Starts a daemon whose default model is the fake's OpenAI one.
+fn start(home: Home) -> Daemon {
+    Daemon::start_with(home, |cmd| {
+        cmd.env("LOCALGPT_MODEL", MODELS[0]);
+    })
+}
+
+fn restart(d: Daemon) -> Daemon {
+    start(d.into_home())
+}
+
+fn chat_in(d: &Daemon, id: &str, text: &str) -> (u16, Value) {
+    d.post(
+        "/api/chat",
+        &json!({"message": text, "session_id": id}).to_string(),
+    )
+}
+
+fn sessions_db(home: &Home) -> PathBuf {
+    home.state_dir().join("sessions.sqlite")
+}
+
+fn corrupt_copies(home: &Home) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(home.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("sessions.sqlite.corrupt-")
+                && !name.ends_with("-wal")
+                && !name.ends_with("-shm")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn session_db_deleted_while_running_is_recreated_not_written_into_the_void() {
+    let fake = FakeProvider::start();
+    let d = chat_daemon(&fake);
+    let old = new_session(&d, MODELS[0]);
+    fake.push(Reply::text("first"));
+    assert_eq!(chat_in(&d, &old, "hello").0, 200);
+
+    let db = sessions_db(&d.home);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    // The user deleted their sessions: the store starts again, in a real file.
+    let (status, list) = d.get("/api/sessions");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["sessions"], json!([]));
+    assert!(db.exists(), "the database file is recreated");
+    d.wait_log("deleted or replaced");
+    assert_eq!(d.get(&format!("/api/sessions/{old}")).0, 404);
+    let new = new_session(&d, MODELS[0]);
+    fake.push(Reply::text("second"));
+    assert_eq!(chat_in(&d, &new, "again").0, 200);
+
+    // What was written after the deletion is on disk, not in an unlinked inode.
+    let d = restart(d);
+    assert_eq!(
+        stored(&d, &new),
+        pairs(&[("user", "again"), ("assistant", "second")])
+    );
+    assert_eq!(
+        d.get("/api/sessions").1["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn session_db_corrupted_while_running_is_a_storage_error_then_moved_aside_at_start() {
+    let fake = FakeProvider::start();
+    let mut d = chat_daemon(&fake);
+    let id = new_session(&d, MODELS[0]);
+    fake.push(Reply::text("first"));
+    assert_eq!(chat_in(&d, &id, "hello").0, 200);
+    fs::write(
+        d.home.workspace().join("knowledge.md"),
+        "the narwhal dives\n",
+    )
+    .unwrap();
+    wait_for_hit(&d, "narwhal", "knowledge.md");
+
+    let db = sessions_db(&d.home);
+    scribble(&db, 8192);
+    let garbage = fs::read(&db).unwrap()[..8192].to_vec();
+
+    let session_calls: Vec<(u16, Value)> = vec![
+        d.get("/api/sessions"),
+        d.get(&format!("/api/sessions/{id}")),
+        d.post("/api/sessions", ""),
+        chat_in(&d, &id, "are you there?"),
+        d.delete(&format!("/api/sessions/{id}")),
+    ];
+    for (status, body) in &session_calls {
+        assert_eq!((*status, code(body)), (500, "storage_error"), "{body}");
+        assert!(message(body).contains(&db.display().to_string()), "{body}");
+        assert!(message(body).contains("corrupt"), "{body}");
+    }
+    let stream = Sse::open(
+        d.addr,
+        &json!({"message": "streamed", "session_id": id}).to_string(),
+    );
+    assert_eq!(stream.status, 500, "{}", stream.body);
+    assert!(stream.body.contains("storage_error"), "{}", stream.body);
+    // Everything else keeps working.
+    assert_eq!(d.get("/health").0, 200);
+    assert_eq!(d.get("/api/status").0, 200);
+    assert_eq!(search_files(&d, "narwhal"), ["knowledge.md"]);
+    fake.push(Reply::text("sessionless"));
+    let (status, body) = d.post("/api/chat", r#"{"message": "no session"}"#);
+    assert_eq!(
+        (status, body["response"].as_str()),
+        (200, Some("sessionless"))
+    );
+
+    // A clean stop leaves the damaged file as it was, and the next start moves it aside.
+    assert!(d.stop().success(), "{}", d.stderr());
+    let d = restart(d);
+    let log = d.wait_log("moved aside");
+    let copies = corrupt_copies(&d.home);
+    assert_eq!(copies.len(), 1, "{copies:?}\n{log}");
+    assert_eq!(
+        fs::read(&copies[0]).unwrap()[..8192],
+        garbage[..],
+        "the damaged file is kept untouched"
+    );
+    let mode = fs::metadata(&copies[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (status, list) = d.get("/api/sessions");
+    assert_eq!((status, list["sessions"].clone()), (200, json!([])));
+    let fresh = new_session(&d, MODELS[0]);
+    fake.push(Reply::text("fresh start"));
+    assert_eq!(chat_in(&d, &fresh, "hi").0, 200);
+    // A healthy database is left alone at the next start.
+    let d = restart(d);
+    assert_eq!(corrupt_copies(&d.home).len(), 1);
+    assert_eq!(
+        stored(&d, &fresh),
+        pairs(&[("user", "hi"), ("assistant", "fresh start")])
+    );
 }
