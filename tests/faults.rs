@@ -411,3 +411,29 @@ fn session_db_corrupted_while_running_is_a_storage_error_then_moved_aside_at_sta
         pairs(&[("user", "hi"), ("assistant", "fresh start")])
     );
 }
+
+#[test]
+fn index_db_corrupted_while_running_is_rebuilt() {
+    let fake = FakeProvider::start();
+    let d = chat_daemon(&fake);
+    let ws = d.home.workspace();
+    fs::create_dir_all(ws.join("knowledge")).unwrap();
+    fs::write(ws.join("knowledge/a.md"), "the pangolin curls up\n").unwrap();
+    wait_for_hit(&d, "pangolin", "knowledge/a.md");
+
+    let index = d.home.cache_dir().join("memory-index.sqlite");
+    scribble(&index, 8192);
+    fs::write(ws.join("knowledge/b.md"), "the okapi browses\n").unwrap();
+    // Searches in the moment before the next scan may fail; then both files are found in
+    // a rebuilt, healthy file.
+    d.wait_log("rebuilding it from the workspace");
+    wait_for_hit(&d, "okapi", "knowledge/b.md");
+    wait_for_hit(&d, "pangolin", "knowledge/a.md");
+    let check: String = rusqlite::Connection::open(&index)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert_eq!(d.get("/health").0, 200);
+    assert_eq!(d.get("/api/memory/stats").0, 200);
+}

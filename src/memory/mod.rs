@@ -527,6 +527,14 @@ impl Memory {
             );
             self.index.reopen(false)?;
             self.load_state()?;
+        } else if self.index.file_damaged() {
+            warn!(
+                "memory: {} was overwritten with something that is not a database; \
+                 rebuilding it from the workspace",
+                self.index.path().display()
+            );
+            self.index.reopen(true)?;
+            self.load_state()?;
         }
         Ok(())
     }
