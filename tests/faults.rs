@@ -14,7 +14,9 @@ mod support;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -436,4 +438,220 @@ fn index_db_corrupted_while_running_is_rebuilt() {
     assert_eq!(check, "ok");
     assert_eq!(d.get("/health").0, 200);
     assert_eq!(d.get("/api/memory/stats").0, 200);
+}
+
+// ---- 3. a read-only workspace ----
+
+/// The uid of `nobody`, which the daemon runs as in the read-only test when the tests run
+/// as root: root's CAP_DAC_OVERRIDE writes through any file mode.
+const NOBODY: u32 = 65534;
+
+/// Who the daemon must run as for file modes to bind it: `None` is the test's own user.
+fn unprivileged_uid() -> Option<u32> {
+    rustix::process::geteuid().is_root().then_some(NOBODY)
+}
+
+fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid))
+        .unwrap_or_else(|e| panic!("chown {} to {uid}: {e}", path.display()));
+    let meta = fs::symlink_metadata(path).unwrap();
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid);
+        }
+    }
+}
+
+/// Makes a tree read-only (directories 0555, files 0444) and writable again when dropped.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn new(root: &Path) -> ReadOnly {
+        set_modes(root, false);
+        ReadOnly(root.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        set_modes(&self.0, true);
+    }
+}
+
+fn set_modes(path: &Path, writable: bool) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    let mode = match (meta.is_dir(), writable) {
+        (true, true) => 0o700,
+        (true, false) => 0o500,
+        (false, true) => 0o600,
+        (false, false) => 0o400,
+    };
+    if meta.is_dir() && writable {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+    }
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).unwrap().flatten() {
+            set_modes(&entry.path(), writable);
+        }
+    }
+    if !meta.file_type().is_symlink() {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+    }
+}
+
+/// Fails loudly unless the daemon's user really cannot create a file in `dir`.
+fn assert_unwritable(dir: &Path, uid: Option<u32>) {
+    let mut probe = Command::new("sh");
+    probe
+        .args(["-c", "echo probe > \"$1/.write-probe\"", "sh"])
+        .arg(dir)
+        .stderr(std::process::Stdio::null());
+    if let Some(uid) = uid {
+        probe.uid(uid).gid(uid);
+    }
+    let status = probe.status().unwrap_or_else(|e| {
+        panic!(
+            "cannot run a process as uid {uid:?} ({e}); the tests run as root, and file \
+             modes only bind the daemon when it runs as an unprivileged user"
+        )
+    });
+    assert!(
+        !status.success(),
+        "{} is still writable for the daemon's user (uid {uid:?}) after chmod: this \
+         environment cannot make the workspace read-only, so the test cannot run",
+        dir.display()
+    );
+}
+
+/// Every file under `root` (hidden ones too) with its bytes.
+fn snapshot(root: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if path.is_dir() {
+                out.push((format!("{rel}/"), Vec::new()));
+                walk(root, &path, out);
+            } else {
+                out.push((rel, fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn start_as(home: Home, uid: Option<u32>) -> Daemon {
+    if let Some(uid) = uid {
+        chown_tree(home.root(), uid);
+    }
+    Daemon::start_with(home, |cmd| {
+        cmd.env("LOCALGPT_MODEL", MODELS[0]);
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+    })
+}
+
+#[test]
+fn read_only_workspace_fails_memory_writes_as_tool_errors_and_loses_nothing() {
+    let uid = unprivileged_uid();
+    let fake = FakeProvider::start();
+    let home = Home::new("readonly");
+    home.write_config(&format!(
+        "[heartbeat]\nenabled = false\n[memory]\nscan_interval = \"200ms\"\n\
+         [tools]\nrequire_approval = []\n{}",
+        fake.providers_toml("5s")
+    ));
+    let ws = home.workspace();
+    fs::create_dir_all(ws.join("knowledge")).unwrap();
+    fs::write(ws.join("knowledge/notes.md"), "the axolotl regrows limbs\n").unwrap();
+    let d = start_as(home, uid);
+    wait_for_hit(&d, "axolotl", "knowledge/notes.md");
+    // A starter file the next start would want to create again.
+    fs::remove_file(ws.join("SOUL.md")).unwrap();
+    let before = snapshot(&ws);
+    let read_only = ReadOnly::new(&ws);
+    for dir in [&ws, &ws.join("memory"), &ws.join("knowledge")] {
+        assert_unwritable(dir, uid);
+    }
+
+    let id = new_session(&d, MODELS[0]);
+    let calls = [
+        (
+            "write_file",
+            json!({"path": "knowledge/notes.md", "content": "replaced"}),
+        ),
+        (
+            "edit_file",
+            json!({"path": "knowledge/notes.md", "old_text": "axolotl", "new_text": "newt"}),
+        ),
+        ("memory_append", json!({"text": "the capybara likes baths"})),
+        (
+            "memory_append",
+            json!({"text": "the capybara, for good", "target": "memory"}),
+        ),
+        (
+            "write_file",
+            json!({"path": "knowledge/new.md", "content": "capybara"}),
+        ),
+    ];
+    let mut reply = Reply::tool_call(calls[0].0, calls[0].1.clone());
+    for (name, args) in &calls[1..] {
+        reply = reply.and_tool_call(name, args.clone());
+    }
+    fake.push(reply);
+    fake.push(Reply::text(
+        "I could not save that: the workspace is read-only.",
+    ));
+    let (status, body) = chat_in(&d, &id, "remember the capybara");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["response"],
+        "I could not save that: the workspace is read-only."
+    );
+    assert_eq!(body["tools_used"].as_array().unwrap().len(), calls.len());
+
+    // Each failure is a tool error the model was shown.
+    let (_, session) = d.get(&format!("/api/sessions/{id}"));
+    let results: Vec<&Value> = session["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .collect();
+    assert_eq!(results.len(), calls.len(), "{session}");
+    let sent = fake.requests().last().unwrap().raw_body.clone();
+    for (result, (name, _)) in results.iter().zip(&calls) {
+        assert_eq!(result["is_error"], true, "{name}: {result}");
+        let text = result["content"].as_str().unwrap();
+        assert!(
+            text.contains("cannot") && text.contains("denied"),
+            "{name}: {text}"
+        );
+        let shown = serde_json::to_string(text).unwrap();
+        assert!(
+            sent.contains(shown.trim_matches('"')),
+            "{name}: the model saw {text}"
+        );
+    }
+    // Nothing was lost, truncated or left behind, and search still works.
+    assert_eq!(snapshot(&ws), before);
+    assert_eq!(search_files(&d, "axolotl"), ["knowledge/notes.md"]);
+    assert_eq!(d.get("/api/memory/stats").0, 200);
+
+    // Start-up with the workspace still read-only (and a starter file missing) works.
+    let d = start_as(d.into_home(), uid);
+    d.wait_log("going on without them");
+    assert_eq!(d.get("/health").0, 200);
+    wait_for_hit(&d, "axolotl", "knowledge/notes.md");
+    fake.push(Reply::text("still here"));
+    assert_eq!(chat_in(&d, &id, "hello?").0, 200);
+    assert_eq!(snapshot(&ws), before);
+    drop(read_only);
+    drop(d);
 }
