@@ -11,18 +11,21 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::fs;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_provider::{FakeProvider, Fault, Reply, TEST_KEY};
 use support::stream_client::Sse;
-use support::{Daemon, Home, eventually};
+use support::{Daemon, Home, eventually, parse_response};
 
 const MODELS: &[&str] = &[
     "openai/gpt-test",
@@ -654,4 +657,183 @@ fn read_only_workspace_fails_memory_writes_as_tool_errors_and_loses_nothing() {
     assert_eq!(snapshot(&ws), before);
     drop(read_only);
     drop(d);
+}
+
+// ---- 4. kill -9 during a burst of chats and memory writes ----
+
+/// One HTTP request on a fresh connection from a client thread: (status, JSON body);
+/// status 0 when the daemon is gone.
+fn post_to(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, Value::Null);
+    };
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        addr.port(),
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, Value::Null);
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let (status, _, text) = parse_response(&raw);
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+const BURST_FILES: usize = 3;
+const CLIENTS: usize = 4;
+
+/// One version of a burst file: 64 KiB whose every line names the file and the version, so
+/// a torn or mixed file cannot pass for a whole one.
+fn version(file: usize, tag: &str) -> String {
+    let line = format!("burst file {file} version {tag} quokka{file}\n");
+    line.repeat(64 * 1024 / line.len())
+}
+
+fn burst_rel(file: usize) -> String {
+    format!("knowledge/burst-{file}.md")
+}
+
+#[test]
+fn kill_9_during_a_burst_loses_nothing_committed_and_tears_no_file() {
+    let fake = FakeProvider::start();
+    let home = Home::new("kill9");
+    home.write_config(&format!(
+        "[heartbeat]\nenabled = false\n[memory]\nscan_interval = \"200ms\"\n\
+         [agent]\nhistory_chars = 100000000\n[tools]\nrequire_approval = []\n{}",
+        fake.providers_toml("5s")
+    ));
+    let ws = home.workspace();
+    fs::create_dir_all(ws.join("knowledge")).unwrap();
+    let mut versions: Vec<HashSet<String>> = (0..BURST_FILES)
+        .map(|k| HashSet::from([version(k, "seed")]))
+        .collect();
+    for (k, seeds) in versions.iter().enumerate() {
+        fs::write(ws.join(burst_rel(k)), seeds.iter().next().unwrap()).unwrap();
+    }
+    let mut notes: HashSet<String> = HashSet::new();
+    let mut d = start(home);
+
+    // A session finished before any kill must come back whole every time.
+    let kept = new_session(&d, MODELS[0]);
+    fake.push(Reply::text("kept answer"));
+    assert_eq!(chat_in(&d, &kept, "keep this").0, 200);
+    let kept_messages = stored(&d, &kept);
+    let mut served: Vec<String> = vec![kept.clone()];
+
+    // Kill after this many more provider requests: early, middle, late in the burst.
+    for (round, kill_after) in [4usize, 16, 40].into_iter().enumerate() {
+        for i in 0..48 {
+            let k = (i / 3) % BURST_FILES;
+            match i % 3 {
+                0 => {
+                    let content = version(k, &format!("r{round}i{i}"));
+                    versions[k].insert(content.clone());
+                    fake.push(Reply::tool_call(
+                        "write_file",
+                        json!({"path": burst_rel(k), "content": content}),
+                    ));
+                }
+                1 => {
+                    let note = format!("burst note r{round}i{i}");
+                    notes.insert(note.clone());
+                    fake.push(Reply::tool_call("memory_append", json!({ "text": note })));
+                }
+                _ => fake.push(Reply::text(&format!("noted r{round}i{i}"))),
+            }
+        }
+        let base = fake.request_count();
+        let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let odd: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (addr, acked, odd) = (d.addr, acked.clone(), odd.clone());
+                std::thread::spawn(move || {
+                    let (status, s) = post_to(addr, "/api/sessions", "");
+                    let Some(id) = s["session_id"].as_str().map(str::to_string) else {
+                        if status != 0 {
+                            odd.lock().unwrap().push((status, s));
+                        }
+                        return;
+                    };
+                    for j in 0.. {
+                        let text = format!("round {round} client {c} message {j}");
+                        let body = json!({"message": text, "session_id": id}).to_string();
+                        match post_to(addr, "/api/chat", &body) {
+                            (200, _) => acked.lock().unwrap().push((id.clone(), text)),
+                            (0, _) => return,
+                            other => odd.lock().unwrap().push(other),
+                        }
+                    }
+                })
+            })
+            .collect();
+        eventually(PATIENCE, "the burst to reach the kill point", || {
+            (fake.request_count() >= base + kill_after).then_some(())
+        });
+        let home = d.into_home();
+        for c in clients {
+            c.join().unwrap();
+        }
+        let odd = odd.lock().unwrap();
+        assert!(odd.is_empty(), "round {round}: unexpected answers {odd:?}");
+        let acked = acked.lock().unwrap().clone();
+
+        // On disk, with the daemon dead: a healthy database holding every acknowledged turn.
+        let conn = rusqlite::Connection::open(home.state_dir().join("sessions.sqlite")).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "round {round}");
+        for (id, text) in &acked {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM messages WHERE session_id = ?1 AND role = 'user' AND content = ?2",
+                    [id, text],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "round {round}: acknowledged {text:?} is stored once");
+        }
+        drop(conn);
+        // Every burst file is exactly one version written to it; no daily-log line is torn.
+        for (k, allowed) in versions.iter().enumerate() {
+            let text = fs::read_to_string(ws.join(burst_rel(k))).unwrap();
+            assert!(
+                allowed.contains(&text),
+                "round {round}: {} is torn ({} bytes, starts {:?})",
+                burst_rel(k),
+                text.len(),
+                text.lines().next()
+            );
+        }
+        for entry in fs::read_dir(ws.join("memory")).unwrap() {
+            let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+            assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+            for line in text.lines() {
+                // "- HH:MM <note>"
+                let note = line.get(8..).unwrap_or_default();
+                assert!(
+                    line.starts_with("- ") && notes.contains(note),
+                    "round {round}: torn daily-log line {line:?}"
+                );
+            }
+        }
+
+        d = start(home);
+        assert_eq!(stored(&d, &kept), kept_messages, "round {round}");
+        served.extend(acked.iter().map(|(id, _)| id.clone()));
+        for id in &served {
+            assert_eq!(d.get(&format!("/api/sessions/{id}")).0, 200, "{id}");
+        }
+        for k in 0..BURST_FILES {
+            wait_for_hit(&d, &format!("quokka{k}"), &burst_rel(k));
+        }
+        let after = format!("knowledge/after-{round}.md");
+        fs::write(ws.join(&after), format!("the wombat{round} digs\n")).unwrap();
+        wait_for_hit(&d, &format!("wombat{round}"), &after);
+    }
 }
