@@ -11,6 +11,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dbfile;
 pub mod doctor;
 pub mod durable;
 pub mod heartbeat;

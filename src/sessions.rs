@@ -1,17 +1,27 @@
 //! Persistent chat sessions in SQLite (state dir, WAL, one transaction per message).
+//!
+//! The database is user data, so the store watches the file it writes to: before every
+//! operation it checks that the file at its path is still the one it has open (a user who
+//! deletes it gets a new, empty one there rather than writes into an unlinked file) and
+//! that it still starts like a database (a file overwritten under the daemon fails every
+//! session operation with an error naming it, instead of serving stale cached pages and
+//! writing into a damaged file). A damaged file is never deleted: at the next start it is
+//! moved aside as `sessions.sqlite.corrupt-<time>` and a new database is created.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use log::{error, warn};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, FileControl, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::providers::{Message, Role, ToolCall};
 
 const SCHEMA_VERSION: i64 = 1;
 
-/// A storage failure (disk, corruption). Never user error.
+/// A storage failure (disk, corruption). Never user error. The message names the file.
 #[derive(Debug)]
 pub struct StoreError(String);
 
@@ -22,12 +32,6 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
-    }
-}
 
 /// A session as listed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,7 +84,17 @@ pub struct SessionContext {
 /// The session database. One connection behind a mutex: session writes are small and rare
 /// next to a model call.
 pub struct SessionStore {
-    conn: Mutex<Connection>,
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// `None` after a reopen failed; the next operation tries again.
+    conn: Option<Connection>,
+    /// Why the open file was found damaged while running. Every operation fails from then
+    /// on, until the file is replaced or the daemon restarts: the cached pages no longer
+    /// match the file, so writing on would only damage it further.
+    damaged: Option<String>,
 }
 
 fn now() -> String {
@@ -103,75 +117,192 @@ fn parse_role(s: &str) -> Role {
     }
 }
 
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// Opens the database at `path`, creating it (0600, and its folder) when missing. A file
+/// that is not a database, or that SQLite finds corrupt while opening it, is moved aside
+/// with a warning and a new database is created in its place.
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent() {
+        crate::paths::create_private_dir(dir).map_err(|e| StoreError(e.to_string()))?;
+    }
+    if let Err(why) = crate::dbfile::check_header(path) {
+        set_aside(path, &why)?;
+    }
+    match init(path) {
+        Err(e) if is_corruption(&e) => {
+            set_aside(path, &e.to_string())?;
+            init(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))
+        }
+        other => other.map_err(|e| StoreError(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn set_aside(path: &Path, why: &str) -> Result<(), StoreError> {
+    let aside = crate::dbfile::move_aside(path).map_err(|e| StoreError(e.to_string()))?;
+    warn!(
+        "sessions database {} is corrupt ({why}): moved aside to {} (kept for recovery, \
+         e.g. `sqlite3 FILE .recover`); starting a new, empty one",
+        path.display(),
+        aside.display()
+    );
+    Ok(())
+}
+
+fn init(path: &Path) -> rusqlite::Result<Connection> {
+    if !path.exists()
+        && let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot create it: {e}")),
+        ));
+    }
+    let _ = crate::paths::make_private(path);
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL mode: a committed message survives a crash or kill of the daemon
+    // (the WAL is written before the commit returns); only a power cut may lose the
+    // last commits, never corrupt the file. FULL would add an fsync to every message,
+    // several milliseconds before a stream's first token on slow disks.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == 0 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS sessions (
+                id TEXT PRIMARY KEY,
+                model TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                summary TEXT NOT NULL DEFAULT '',
+                summarized_upto INTEGER NOT NULL DEFAULT 0
+             );
+             CREATE TABLE IF NOT EXISTS messages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                role TEXT NOT NULL,
+                content TEXT NOT NULL,
+                tool_calls TEXT,
+                tool_call_id TEXT,
+                tool_name TEXT,
+                is_error INTEGER NOT NULL DEFAULT 0,
+                created_at TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, id);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    } else if version != SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(format!(
+                "schema version {version}, this build knows {SCHEMA_VERSION}"
+            )),
+        ));
+    }
+    Ok(conn)
+}
+
+/// True when the file at `path` is no longer the one `conn` has open (deleted, or
+/// replaced by a rename).
+fn moved(conn: &Connection, path: &Path) -> bool {
+    let mut moved: std::os::raw::c_int = 0;
+    match conn.file_control(Some("main"), FileControl::HasMoved(&mut moved)) {
+        Ok(()) => moved != 0,
+        Err(_) => !path.exists(),
+    }
+}
+
 impl SessionStore {
-    /// Opens (creating, 0600) the database at `path`.
+    /// Opens (creating, 0600) the database at `path`; a corrupt one is moved aside.
     pub fn open(path: &Path) -> Result<SessionStore, StoreError> {
-        if !path.exists() {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| StoreError(format!("cannot create {}: {e}", path.display())))?;
-        }
-        let _ = crate::paths::make_private(path);
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL in WAL mode: a committed message survives a crash or kill of the daemon
-        // (the WAL is written before the commit returns); only a power cut may lose the
-        // last commits, never corrupt the file. FULL would add an fsync to every message,
-        // several milliseconds before a stream's first token on slow disks.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version == 0 {
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS sessions (
-                    id TEXT PRIMARY KEY,
-                    model TEXT NOT NULL,
-                    created_at TEXT NOT NULL,
-                    updated_at TEXT NOT NULL,
-                    summary TEXT NOT NULL DEFAULT '',
-                    summarized_upto INTEGER NOT NULL DEFAULT 0
-                 );
-                 CREATE TABLE IF NOT EXISTS messages (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-                    role TEXT NOT NULL,
-                    content TEXT NOT NULL,
-                    tool_calls TEXT,
-                    tool_call_id TEXT,
-                    tool_name TEXT,
-                    is_error INTEGER NOT NULL DEFAULT 0,
-                    created_at TEXT NOT NULL
-                 );
-                 CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, id);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
-        } else if version != SCHEMA_VERSION {
-            return Err(StoreError(format!(
-                "{} has schema version {version}, this build knows {SCHEMA_VERSION}",
-                path.display()
-            )));
-        }
+        let conn = open_conn(path)?;
         Ok(SessionStore {
-            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            state: Mutex::new(State {
+                conn: Some(conn),
+                damaged: None,
+            }),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection once the file has been checked (see the module doc).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *state;
+        if state.conn.as_ref().is_some_and(|c| moved(c, &self.path)) {
+            warn!(
+                "sessions database {} was deleted or replaced while the daemon ran; \
+                 opening what is there now (a new, empty database if nothing is)",
+                self.path.display()
+            );
+            // Close ours first: closing removes `-wal`/`-shm` by name, and they must be
+            // the old file's, not the new one's.
+            drop(state.conn.take());
+            state.damaged = None;
+        }
+        let conn = match state.conn.as_mut() {
+            Some(conn) => conn,
+            None => state.conn.insert(open_conn(&self.path)?),
+        };
+        if state.damaged.is_none()
+            && let Err(why) = crate::dbfile::check_header(&self.path)
+        {
+            // Leave the file as it was found: no checkpoint writes into it at close.
+            let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+            error!(
+                "sessions database {} is corrupt ({why}); session requests fail until \
+                 the daemon restarts, which moves it aside and starts a new one",
+                self.path.display()
+            );
+            state.damaged = Some(why);
+        }
+        if let Some(why) = &state.damaged {
+            return Err(StoreError(format!(
+                "{} is corrupt ({why}); restart the daemon to move it aside and start a new one",
+                self.path.display()
+            )));
+        }
+        f(conn).map_err(|e| {
+            let corrupt = if is_corruption(&e) {
+                error!("sessions database {}: {e}", self.path.display());
+                " (the database is corrupt: stop the daemon and move the file aside; \
+                 `sqlite3 FILE .recover` salvages what is readable)"
+            } else {
+                ""
+            };
+            StoreError(format!("{}: {e}{corrupt}", self.path.display()))
+        })
     }
 
     pub fn create(&self, model: &str) -> Result<SessionInfo, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let at = now();
-        self.conn().execute(
-            "INSERT INTO sessions (id, model, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
-            params![id, model, at],
-        )?;
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO sessions (id, model, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+                params![id, model, at],
+            )
+        })?;
         Ok(SessionInfo {
             session_id: id,
             model: model.to_string(),
@@ -182,63 +313,38 @@ impl SessionStore {
     }
 
     pub fn list(&self) -> Result<Vec<SessionInfo>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT s.id, s.model, s.created_at, s.updated_at,
-                    (SELECT count(*) FROM messages m WHERE m.session_id = s.id)
-             FROM sessions s ORDER BY s.updated_at DESC, s.id",
-        )?;
-        let rows = stmt.query_map([], info_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT s.id, s.model, s.created_at, s.updated_at,
+                        (SELECT count(*) FROM messages m WHERE m.session_id = s.id)
+                 FROM sessions s ORDER BY s.updated_at DESC, s.id",
+            )?;
+            let rows = stmt.query_map([], info_row)?;
+            rows.collect()
+        })
     }
 
     pub fn get(&self, id: &str) -> Result<Option<SessionInfo>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.with(|conn| {
+            conn.query_row(
                 "SELECT s.id, s.model, s.created_at, s.updated_at,
                         (SELECT count(*) FROM messages m WHERE m.session_id = s.id)
                  FROM sessions s WHERE s.id = ?1",
                 [id],
                 info_row,
             )
-            .optional()?)
+            .optional()
+        })
     }
 
     pub fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM sessions WHERE id = ?1", [id])?
-            > 0)
+        self.with(|conn| conn.execute("DELETE FROM sessions WHERE id = ?1", [id]))
+            .map(|n| n > 0)
     }
 
     /// Every message of a session, oldest first.
     pub fn messages(&self, id: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        self.messages_after(id, 0)
-    }
-
-    fn messages_after(&self, id: &str, after: i64) -> Result<Vec<StoredMessage>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at
-             FROM messages WHERE session_id = ?1 AND id > ?2 ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![id, after], |r| {
-            let calls: Option<String> = r.get(3)?;
-            Ok(StoredMessage {
-                id: r.get(0)?,
-                role: parse_role(&r.get::<_, String>(1)?),
-                content: r.get(2)?,
-                tool_calls: calls
-                    .and_then(|c| serde_json::from_str(&c).ok())
-                    .unwrap_or_default(),
-                tool_call_id: r.get(4)?,
-                tool_name: r.get(5)?,
-                is_error: r.get::<_, i64>(6)? != 0,
-                created_at: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|conn| messages_after(conn, id, 0))
     }
 
     /// Appends one message in its own transaction.
@@ -249,42 +355,69 @@ impl SessionStore {
         } else {
             serde_json::to_string(&msg.tool_calls).ok()
         };
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![id, role_str(msg.role), msg.content, calls, msg.tool_call_id, msg.tool_name, msg.is_error as i64, at],
-        )?;
-        tx.execute(
-            "UPDATE sessions SET updated_at = ?2 WHERE id = ?1",
-            params![id, at],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![id, role_str(msg.role), msg.content, calls, msg.tool_call_id, msg.tool_name, msg.is_error as i64, at],
+            )?;
+            tx.execute(
+                "UPDATE sessions SET updated_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )?;
+            tx.commit()
+        })
     }
 
     /// The summary and the messages a turn should see.
     pub fn context(&self, id: &str) -> Result<SessionContext, StoreError> {
-        let (summary, upto): (String, i64) = self.conn().query_row(
-            "SELECT summary, summarized_upto FROM sessions WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(SessionContext {
-            summary,
-            messages: self.messages_after(id, upto)?,
+        self.with(|conn| {
+            let (summary, upto): (String, i64) = conn.query_row(
+                "SELECT summary, summarized_upto FROM sessions WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(SessionContext {
+                summary,
+                messages: messages_after(conn, id, upto)?,
+            })
         })
     }
 
     /// Records that messages up to `upto` (a message id) are now covered by `summary`.
     pub fn set_summary(&self, id: &str, summary: &str, upto: i64) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE sessions SET summary = ?2, summarized_upto = ?3 WHERE id = ?1",
-            params![id, summary, upto],
-        )?;
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE sessions SET summary = ?2, summarized_upto = ?3 WHERE id = ?1",
+                params![id, summary, upto],
+            )
+        })?;
         Ok(())
     }
+}
+
+fn messages_after(conn: &Connection, id: &str, after: i64) -> rusqlite::Result<Vec<StoredMessage>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at
+         FROM messages WHERE session_id = ?1 AND id > ?2 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![id, after], |r| {
+        let calls: Option<String> = r.get(3)?;
+        Ok(StoredMessage {
+            id: r.get(0)?,
+            role: parse_role(&r.get::<_, String>(1)?),
+            content: r.get(2)?,
+            tool_calls: calls
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .unwrap_or_default(),
+            tool_call_id: r.get(4)?,
+            tool_name: r.get(5)?,
+            is_error: r.get::<_, i64>(6)? != 0,
+            created_at: r.get(7)?,
+        })
+    })?;
+    rows.collect()
 }
 
 fn info_row(r: &rusqlite::Row) -> rusqlite::Result<SessionInfo> {
@@ -346,6 +479,48 @@ mod tests {
             &std::fs::metadata(&path).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_file_is_recreated_and_a_damaged_one_moved_aside() {
+        let dir = std::env::temp_dir().join(format!("lgpt-sessions-fault-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sqlite");
+        let store = SessionStore::open(&path).unwrap();
+        let old = store.create("openai/x").unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        assert!(store.list().unwrap().is_empty(), "a new database");
+        let new = store.create("openai/x").unwrap();
+        drop(store);
+        let store = SessionStore::open(&path).unwrap();
+        assert!(store.get(&old.session_id).unwrap().is_none());
+        assert!(
+            store.get(&new.session_id).unwrap().is_some(),
+            "written to the real file"
+        );
+
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let err = store.list().unwrap_err().to_string();
+        assert!(err.contains("corrupt") && err.contains("s.sqlite"), "{err}");
+        drop(store);
+        let store = SessionStore::open(&path).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        let aside: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.starts_with("s.sqlite.corrupt-") && !n.ends_with("-wal") && !n.ends_with("-shm")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(
+            std::fs::read(dir.join(&aside[0])).unwrap()[..8192],
+            [0x5a; 8192]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

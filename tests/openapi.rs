@@ -171,7 +171,7 @@ impl Conformance {
                 assert!(
                     response["description"]
                         .as_str()
-                        .is_some_and(|d| d.starts_with(code)),
+                        .is_some_and(|d| d.contains(&format!("{code}:"))),
                     "{what}: error code {code:?} is not the one documented for this status: {}",
                     response["description"]
                 );

@@ -224,6 +224,12 @@ impl MemoryIndex {
         }
     }
 
+    /// True when the file no longer starts like an SQLite database (overwritten in place,
+    /// which SQLite does not notice while the pages it needs are cached).
+    pub fn file_damaged(&self) -> bool {
+        check_header(&self.path).is_err()
+    }
+
     /// Reopens the database at the same path: used when the file was replaced. With
     /// `discard`, the current file is deleted first and an empty database created (a
     /// corrupt one is never reused).
@@ -594,27 +600,16 @@ fn configure(conn: &Connection) -> Result<(), IndexError> {
 /// Refuses a non-empty file that does not start with SQLite's magic string. SQLite itself
 /// would read page 1 from a leftover WAL and only find the damage later, page by page.
 fn check_header(path: &Path) -> Result<(), IndexError> {
-    let mut head = [0u8; 16];
-    let n = match fs::File::open(path).and_then(|mut f| {
-        use std::io::Read;
-        f.read(&mut head)
-    }) {
-        Ok(n) => n,
-        Err(_) => return Ok(()),
-    };
-    if n == 0 || head[..n] == SQLITE_MAGIC[..n] && n == SQLITE_MAGIC.len() {
-        return Ok(());
-    }
-    Err(IndexError::Sqlite(
-        "reading the file header",
-        rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
-            Some("not an SQLite database".into()),
-        ),
-    ))
+    crate::dbfile::check_header(path).map_err(|why| {
+        IndexError::Sqlite(
+            "reading the file header",
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+                Some(why),
+            ),
+        )
+    })
 }
-
-const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 fn open_writer(path: &Path) -> Result<Connection, IndexError> {
     let conn = Connection::open(path).ctx("opening")?;

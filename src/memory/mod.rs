@@ -219,10 +219,25 @@ impl Memory {
         workspace: &Path,
         index_db: &Path,
     ) -> Result<Memory, MemoryError> {
-        let created = workspace::ensure(workspace)
-            .map_err(|e| MemoryError::Workspace(format!("{}: {e}", workspace.display())))?;
-        for path in created {
-            info!("memory: created {}", path.display());
+        match workspace::ensure(workspace) {
+            Ok(created) => {
+                for path in created {
+                    info!("memory: created {}", path.display());
+                }
+            }
+            // A read-only workspace (a mount, a backup being restored) is still worth
+            // searching: the starter files are a convenience, not a requirement.
+            Err(e) if workspace.is_dir() => warn!(
+                "memory: cannot create the starter files in {} ({e}); going on without them \
+                 (is the workspace read-only? memory writes will fail until it is writable)",
+                workspace.display()
+            ),
+            Err(e) => {
+                return Err(MemoryError::Workspace(format!(
+                    "{}: {e}",
+                    workspace.display()
+                )));
+            }
         }
         let (index, opened) = MemoryIndex::open(index_db)?;
         if let Opened::Rebuilt(why) = &opened {
@@ -526,6 +541,14 @@ impl Memory {
                 self.index.path().display()
             );
             self.index.reopen(false)?;
+            self.load_state()?;
+        } else if self.index.file_damaged() {
+            warn!(
+                "memory: {} was overwritten with something that is not a database; \
+                 rebuilding it from the workspace",
+                self.index.path().display()
+            );
+            self.index.reopen(true)?;
             self.load_state()?;
         }
         Ok(())

@@ -82,6 +82,12 @@ impl ApiError {
         ApiError::new(500, "internal_error", message)
     }
 
+    /// A database or file the daemon keeps could not be used (damaged, deleted, disk
+    /// full): not a bug, and the message names the file.
+    pub fn storage(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "storage_error", message)
+    }
+
     pub fn provider(message: impl Into<String>) -> ApiError {
         ApiError::new(502, "provider_error", message)
     }

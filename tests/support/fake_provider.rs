@@ -183,7 +183,38 @@ pub struct FakeProvider {
 
 impl FakeProvider {
     pub fn start() -> FakeProvider {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake provider");
+        FakeProvider::serve_on(TcpListener::bind("127.0.0.1:0").expect("bind fake provider"))
+    }
+
+    /// Starts on the address an earlier fake had, so a daemon configured for it sees its
+    /// provider come back (after [`FakeProvider::shut_down`]). Retries the bind briefly.
+    pub fn start_on(addr: SocketAddr) -> FakeProvider {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match TcpListener::bind(addr) {
+                Ok(listener) => return FakeProvider::serve_on(listener),
+                Err(e) if Instant::now() > deadline => panic!("cannot bind {addr} again: {e}"),
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Stops listening and waits until the port refuses connections; returns the address.
+    pub fn shut_down(self) -> SocketAddr {
+        let addr = self.addr;
+        drop(self);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(addr).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{addr} still accepts connections"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        addr
+    }
+
+    fn serve_on(listener: TcpListener) -> FakeProvider {
         let addr = listener.local_addr().expect("fake provider address");
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));

@@ -58,7 +58,7 @@ pub fn chat_error(e: ChatError) -> ApiError {
         ChatError::Turn(TurnError::Provider(ProviderError::Failed { .. })) => {
             ApiError::provider(e.to_string())
         }
-        ChatError::Store(s) => ApiError::internal(s.to_string()),
+        ChatError::Store(s) => s.into(),
     }
 }
 

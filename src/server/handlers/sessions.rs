@@ -6,9 +6,14 @@ use crate::agent::approval::Decision;
 use crate::app::App;
 use crate::server::error::ApiError;
 use crate::server::http::{ApiRequest, ApiResponse, Fields};
+use crate::sessions::StoreError;
 
-fn store_error(e: crate::sessions::StoreError) -> ApiError {
-    ApiError::internal(e.to_string())
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        // The store logs what it finds; a failure of any one request is worth a line too.
+        log::error!("{e}");
+        ApiError::storage(e.to_string())
+    }
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -25,7 +30,7 @@ pub fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         }
         None => app.config.agent.default_model.clone(),
     };
-    let s = app.sessions.create(&model).map_err(store_error)?;
+    let s = app.sessions.create(&model)?;
     Ok(ApiResponse::json(
         201,
         &json!({"session_id": s.session_id, "model": s.model, "created_at": s.created_at}),
@@ -34,18 +39,14 @@ pub fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 
 /// `GET /api/sessions`.
 pub fn list(app: &App) -> Result<ApiResponse, ApiError> {
-    let sessions = app.sessions.list().map_err(store_error)?;
+    let sessions = app.sessions.list()?;
     Ok(ApiResponse::ok(&json!({"sessions": sessions})))
 }
 
 /// `GET /api/sessions/{id}`.
 pub fn get(app: &App, id: &str) -> Result<ApiResponse, ApiError> {
-    let info = app
-        .sessions
-        .get(id)
-        .map_err(store_error)?
-        .ok_or_else(|| not_found(id))?;
-    let messages = app.sessions.messages(id).map_err(store_error)?;
+    let info = app.sessions.get(id)?.ok_or_else(|| not_found(id))?;
+    let messages = app.sessions.messages(id)?;
     let mut v = serde_json::to_value(&info).unwrap_or_default();
     v["messages"] = json!(messages);
     Ok(ApiResponse::ok(&v))
@@ -53,7 +54,7 @@ pub fn get(app: &App, id: &str) -> Result<ApiResponse, ApiError> {
 
 /// `DELETE /api/sessions/{id}`.
 pub fn delete(app: &App, id: &str) -> Result<ApiResponse, ApiError> {
-    if app.sessions.delete(id).map_err(store_error)? {
+    if app.sessions.delete(id)? {
         Ok(ApiResponse::ok(&json!({"deleted": true, "session_id": id})))
     } else {
         Err(not_found(id))
@@ -66,7 +67,7 @@ pub fn approve(app: &App, id: &str, req: &ApiRequest) -> Result<ApiResponse, Api
     let f = Fields(&body);
     let request_id = f.req_str("request_id")?;
     let decision = parse_decision(f.req_str("decision")?)?;
-    if app.sessions.get(id).map_err(store_error)?.is_none() {
+    if app.sessions.get(id)?.is_none() {
         return Err(not_found(id));
     }
     let approved = decision == Decision::Approve;
