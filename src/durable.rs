@@ -39,6 +39,53 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Whether `name` is a temp file of [`write_atomic`] left by a process that is gone (a
+/// crash or `kill -9` between create and rename). A live writer's temp file is kept.
+fn is_orphan_temp(name: &str) -> bool {
+    let Some((_, tail)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else {
+        return false;
+    };
+    let Some((pid, id)) = tail.split_once('-') else {
+        return false;
+    };
+    let well_formed = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    match pid.parse::<u32>() {
+        Ok(pid) if well_formed => {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
+
+/// Removes the orphaned temp files of [`write_atomic`] under `root` (not following
+/// symlinks, not entering hidden folders, at most `max_depth` levels); returns how many.
+/// The old or new file they stand beside is whole either way: they are only litter.
+pub fn sweep_orphan_temps(root: &Path, max_depth: usize) -> usize {
+    let mut removed = 0;
+    let mut stack = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() && !name.starts_with('.') && depth + 1 < max_depth {
+                stack.push((entry.path(), depth + 1));
+            } else if kind.is_file()
+                && is_orphan_temp(name)
+                && fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// Appends `data` in append mode and syncs it; creates the file when missing.
 pub fn append(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new().create(true).append(true).open(path)?;
@@ -49,6 +96,26 @@ pub fn append(path: &Path, data: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orphaned_temps_are_swept_and_live_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("lgpt-sweep-{}", std::process::id()));
+        let sub = dir.join("memory");
+        fs::create_dir_all(&sub).unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        // No process has pid 4194304 + 1 (above the kernel's pid_max limit).
+        let dead = sub.join(format!(".notes.md.tmp-4194305-{id}"));
+        let live = sub.join(format!(".notes.md.tmp-{}-{id}", std::process::id()));
+        let other = dir.join(".notes.md.tmp-x");
+        for p in [&dead, &live, &other] {
+            fs::write(p, b"partial").unwrap();
+        }
+        fs::write(dir.join("notes.md"), b"whole").unwrap();
+        assert_eq!(sweep_orphan_temps(&dir, 8), 1);
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists() && dir.join("notes.md").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn replaces_and_appends() {

@@ -239,6 +239,10 @@ impl Memory {
                 )));
             }
         }
+        let swept = crate::durable::sweep_orphan_temps(workspace, workspace::MAX_DEPTH);
+        if swept > 0 {
+            info!("memory: removed {swept} temp file(s) left by an interrupted write");
+        }
         let (index, opened) = MemoryIndex::open(index_db)?;
         if let Opened::Rebuilt(why) = &opened {
             warn!("memory: the index was rebuilt ({why}); it will be refilled from the workspace");

@@ -19,7 +19,7 @@ pub const DAILY_DIR: &str = "memory";
 
 /// Deeper folders are not walked: no real workspace nests this far, and a bound keeps a
 /// pathological tree from costing a scan its whole interval.
-const MAX_DEPTH: usize = 32;
+pub const MAX_DEPTH: usize = 32;
 
 const STARTER_MEMORY: &str = "\
 # Memory
