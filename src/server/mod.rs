@@ -12,7 +12,7 @@ pub mod router;
 pub mod sse;
 pub mod ws;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -201,7 +201,11 @@ fn listen(
                 Lane::Fast => "request queue full",
                 Lane::Chat => "all chat slots busy",
             };
-            let status = reply(job.request, ApiError::overloaded(what).into());
+            let status = if too_big_to_drop(&job.request) {
+                refuse_undroppable(job.request, app.config.server.max_body_bytes)
+            } else {
+                reply(job.request, ApiError::overloaded(what).into())
+            };
             log_access(app, "-", what, status, received);
         }
     }
@@ -239,13 +243,16 @@ fn serve(app: &Arc<App>, job: Job) {
         .collect();
     let cors = cors_origin(app, &headers);
 
+    // Before anything else: every answer below drops the request, and with it the body.
+    if too_big_to_drop(&request) {
+        let status = refuse_undroppable(request, app.config.server.max_body_bytes);
+        log_access(app, &method, &path, status, received);
+        return;
+    }
     let status = match screen(app, &headers, &target, route) {
         Err(e) => reply_cors(request, e.into(), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
         Ok(Route::WebSocket) => ws::upgrade(app, request),
-        Ok(_) if request.body_length().is_some_and(|n| n > UNDROPPABLE_BODY) => {
-            refuse_undroppable(request, app.config.server.max_body_bytes)
-        }
         Ok(route) => match read_body(&mut request, app.config.server.max_body_bytes) {
             Err(e) => reply(request, e.into()),
             Ok(body) if route == Route::ChatStream => {
@@ -321,6 +328,12 @@ fn screen(
 /// (lazily mapped and filled only by bytes the client really sends).
 const UNDROPPABLE_BODY: usize = 64 * 1024 * 1024;
 
+/// True when dropping `request` could allocate its whole declared body (see
+/// [`UNDROPPABLE_BODY`]): such a request is answered only by [`refuse_undroppable`].
+fn too_big_to_drop(request: &tiny_http::Request) -> bool {
+    request.body_length().is_some_and(|n| n > UNDROPPABLE_BODY)
+}
+
 /// Answers 413 to a request declaring an absurd body, and deliberately leaks the
 /// connection (its socket and tiny_http's thread for it) instead of dropping the request.
 /// Only a hostile client sends this; leaking one connection beats crashing the daemon.
@@ -331,10 +344,19 @@ fn refuse_undroppable(request: tiny_http::Request, max: usize) -> u16 {
         "refused a request declaring a {}-byte body; its connection is abandoned ({n} so far)",
         request.body_length().unwrap_or(0)
     );
-    let resp = ApiResponse::from(ApiError::payload_too_large(max)).into_tiny();
-    // `upgrade` writes the response and hands over the connection without dropping the
-    // body reader; the protocol name is never acted on by the client.
-    let stream = request.upgrade("none", resp);
+    let resp = ApiResponse::from(ApiError::payload_too_large(max));
+    let body = resp.body.clone();
+    // `upgrade` writes the head and hands over the connection without dropping the body
+    // reader, but it sends neither a length nor the body, and tiny_http's `add_header`
+    // discards a `Content-Length`. Without one the client reads the body until the
+    // connection closes, which this one never does: so the length rides in on the
+    // protocol name (written verbatim as the `Upgrade` header, never acted on by a client
+    // of a non-101 answer), and the body is written on the raw stream.
+    let protocol = format!("none\r\nContent-Length: {}", body.len());
+    let mut stream = request.upgrade(&protocol, resp.into_tiny());
+    if let Err(e) = stream.write_all(&body).and_then(|()| stream.flush()) {
+        log::debug!("client went away before the 413 was sent: {e}");
+    }
     std::mem::forget(stream);
     413
 }
