@@ -423,10 +423,28 @@ pub(crate) fn reply(request: tiny_http::Request, resp: ApiResponse) -> u16 {
 
 /// True for `localhost`, `*.localhost` and loopback IP literals, with or without a port.
 pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim();
+    // Only what a host and port are made of. Anything else (whitespace, a control
+    // character, a bare CR or LF) is no host at all, and an allowed `Origin` is echoed in
+    // a header as it came.
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return false;
+    }
     let name = if let Some(rest) = host.strip_prefix('[') {
-        // [::1]:port
-        rest.split(']').next().unwrap_or("")
+        // [::1] or [::1]:port, and nothing else after the bracket.
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !port_ok {
+            return false;
+        }
+        ip
     } else {
         match host.rsplit_once(':') {
             Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
@@ -478,9 +496,33 @@ mod tests {
             "192.168.1.2",
             "localhost.evil.com",
             "[2001:db8::1]:80",
+            "",
+            "[::1]x",
+            "[::1]:",
+            "[::1",
+            "local host",
+            "localhost\0",
         ] {
             assert!(!is_loopback_host(h), "{h}");
         }
+    }
+
+    /// Regression: an `Origin` with a bare CR or LF whose tail looked loopback was allowed
+    /// and echoed in `Access-Control-Allow-Origin`, splitting the response's headers.
+    #[test]
+    fn r_origin_with_line_breaks_is_not_echoed() {
+        for origin in [
+            "http://x\nSet-Cookie: pwned=1;.localhost",
+            "http://x\rSet-Cookie: a=1;.localhost",
+            "http://[::1]\r\nSet-Cookie: pwned=1",
+            "http://[::1]\nX: 1",
+            "http://localhost:3000\n",
+        ] {
+            assert!(!origin_allowed(origin, &[]), "{origin:?}");
+            assert!(!is_loopback_host(&origin[7..]), "{origin:?}");
+        }
+        assert!(origin_allowed("http://[::1]:3000", &[]));
+        assert!(origin_allowed("http://localhost.:8080", &[]));
     }
 
     #[test]
