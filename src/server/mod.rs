@@ -289,6 +289,7 @@ fn screen(
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
+    check_framing(headers)?;
     if crate::config::is_loopback_bind(&cfg.bind)
         && let Some(host) = header("Host")
         && !is_loopback_host(host)
@@ -320,6 +321,47 @@ fn screen(
         }
     }
     Ok(route)
+}
+
+/// Refuses a request whose body length is ambiguous. tiny_http takes `Transfer-Encoding`
+/// over `Content-Length`, decodes any transfer coding as chunked, believes the first of
+/// several lengths and reads an unparsable one as "no body", whose bytes it then serves as
+/// the next request. A proxy in front may well decide otherwise (request smuggling), so
+/// only one plain decimal `Content-Length` or exactly `Transfer-Encoding: chunked` pass.
+fn check_framing(headers: &[(String, String)]) -> Result<(), ApiError> {
+    let values = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let lengths: Vec<&str> = values("Content-Length").collect();
+    let codings: Vec<&str> = values("Transfer-Encoding")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if !codings.is_empty() {
+        if !lengths.is_empty() {
+            return Err(ApiError::invalid_request(
+                "the request has both Content-Length and Transfer-Encoding; send one",
+            ));
+        }
+        if !matches!(codings.as_slice(), [c] if c.eq_ignore_ascii_case("chunked")) {
+            return Err(ApiError::invalid_request(format!(
+                "unsupported Transfer-Encoding {:?}; only \"chunked\" is accepted",
+                codings.join(", ")
+            )));
+        }
+    }
+    if let Some(first) = lengths.first() {
+        let plain = first.bytes().all(|b| b.is_ascii_digit()) && first.parse::<usize>().is_ok();
+        if !plain || lengths.iter().any(|l| l != first) {
+            return Err(ApiError::invalid_request(format!(
+                "Content-Length must be one decimal number of bytes, got {lengths:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Declared bodies above this are never dropped: when tiny_http 0.12 drops a request with
@@ -523,6 +565,53 @@ mod tests {
         }
         assert!(origin_allowed("http://[::1]:3000", &[]));
         assert!(origin_allowed("http://localhost.:8080", &[]));
+    }
+
+    fn framing(headers: &[(&str, &str)]) -> Result<(), ApiError> {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        check_framing(&headers)
+    }
+
+    /// Regression: tiny_http served bodies framed ambiguously (Content-Length with
+    /// Transfer-Encoding, two lengths, `Content-Length: abc`, `Transfer-Encoding: gzip,
+    /// chunked`) by guessing, and a proxy may guess differently.
+    #[test]
+    fn r_ambiguous_body_framing_is_refused() {
+        for ok in [
+            &[][..],
+            &[("Content-Length", "0")],
+            &[("content-length", "17")],
+            &[("Content-Length", "2"), ("Content-Length", "2")],
+            &[("Transfer-Encoding", "chunked")],
+            &[("transfer-encoding", "Chunked")],
+        ] {
+            assert!(framing(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &[("Content-Length", "2"), ("Transfer-Encoding", "chunked")][..],
+            &[("Content-Length", "2"), ("Content-Length", "3")],
+            &[("Content-Length", "abc")],
+            &[("Content-Length", "")],
+            &[("Content-Length", "-1")],
+            &[("Content-Length", "+2")],
+            &[("Content-Length", "2, 2")],
+            &[("Content-Length", "18446744073709551616")],
+            &[("Transfer-Encoding", "gzip")],
+            &[("Transfer-Encoding", "")],
+            &[("Transfer-Encoding", "gzip, chunked")],
+            &[("Transfer-Encoding", "chunked, chunked")],
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+            &[("Transfer-Encoding", "identity")],
+        ] {
+            let e = framing(bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(e.status, 400);
+        }
     }
 
     #[test]
