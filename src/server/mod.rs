@@ -290,6 +290,17 @@ fn screen(
             .map(|(_, v)| v.as_str())
     };
     check_framing(headers)?;
+    if headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Host"))
+        .count()
+        > 1
+    {
+        // Which one would a proxy have routed by? The loopback check below reads the first.
+        return Err(ApiError::invalid_request(
+            "more than one Host header; send exactly one",
+        ));
+    }
     if crate::config::is_loopback_bind(&cfg.bind)
         && let Some(host) = header("Host")
         && !is_loopback_host(host)
