@@ -427,6 +427,15 @@ fn read_body(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, Ap
     if body.len() > max {
         return Err(ApiError::payload_too_large(max));
     }
+    // A connection closed early must not pass for a complete (if valid) request.
+    if let Some(declared) = request.body_length()
+        && body.len() < declared
+    {
+        return Err(ApiError::invalid_request(format!(
+            "the request body ended after {} of the {declared} bytes its Content-Length declared",
+            body.len()
+        )));
+    }
     Ok(body)
 }
 
