@@ -289,6 +289,7 @@ fn screen(
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
+    check_header_size(headers, cfg)?;
     check_framing(headers)?;
     if headers
         .iter()
@@ -332,6 +333,26 @@ fn screen(
         }
     }
     Ok(route)
+}
+
+/// Caps the header lines (DESIGN §10). tiny_http has read them all into memory by now (it
+/// has no limit of its own), so this bounds what the rest of the server copies, logs and
+/// answers, not tiny_http's read.
+fn check_header_size(
+    headers: &[(String, String)],
+    cfg: &crate::config::ServerConfig,
+) -> Result<(), ApiError> {
+    let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    if headers.len() > cfg.max_headers || bytes > cfg.max_header_bytes {
+        return Err(ApiError::request_header_too_large(format!(
+            "the request has {} header lines of {bytes} bytes; the limits are \
+             server.max_headers ({}) and server.max_header_bytes ({})",
+            headers.len(),
+            cfg.max_headers,
+            cfg.max_header_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a request whose body length is ambiguous. tiny_http takes `Transfer-Encoding`
@@ -585,6 +606,25 @@ mod tests {
         }
         assert!(origin_allowed("http://[::1]:3000", &[]));
         assert!(origin_allowed("http://localhost.:8080", &[]));
+    }
+
+    #[test]
+    fn header_caps() {
+        let cfg = crate::config::ServerConfig {
+            max_headers: 3,
+            max_header_bytes: 64,
+            ..Default::default()
+        };
+        let h = |n: usize, len: usize| -> Vec<(String, String)> {
+            (0..n)
+                .map(|i| (format!("X-{i}"), "v".repeat(len)))
+                .collect()
+        };
+        assert!(check_header_size(&h(3, 10), &cfg).is_ok());
+        let e = check_header_size(&h(4, 1), &cfg).unwrap_err();
+        assert_eq!((e.status, e.code), (431, "request_header_too_large"));
+        assert!(e.message.contains("server.max_headers"), "{}", e.message);
+        assert_eq!(check_header_size(&h(1, 100), &cfg).unwrap_err().status, 431);
     }
 
     fn framing(headers: &[(&str, &str)]) -> Result<(), ApiError> {
