@@ -215,10 +215,31 @@ fn listen(
 fn log_access(app: &App, method: &str, path: &str, status: u16, since: Instant) {
     if app.config.server.access_log {
         info!(
-            "{method} {path} {status} {:.1}ms",
+            "{} {} {status} {:.1}ms",
+            loggable(method, 32),
+            loggable(path, 512),
             since.elapsed().as_secs_f64() * 1000.0
         );
     }
+}
+
+/// Text from a request as it may go into a log line: control characters escaped (a bare
+/// LF or CR in a request line would otherwise forge or overwrite log lines) and at most
+/// `max` characters (tiny_http reads request lines of any length).
+fn loggable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Serves one request on a worker thread.
@@ -606,6 +627,17 @@ mod tests {
         }
         assert!(origin_allowed("http://[::1]:3000", &[]));
         assert!(origin_allowed("http://localhost.:8080", &[]));
+    }
+
+    /// Regression: a bare LF in a request line started a forged line in the access log.
+    #[test]
+    fn r_request_text_cannot_forge_log_lines() {
+        assert_eq!(loggable("/api/status", 512), "/api/status");
+        assert_eq!(
+            loggable("/x\n[ERROR] forged\rG\0", 512),
+            "/x\\n[ERROR] forged\\rG\\u{0}"
+        );
+        assert_eq!(loggable("/ééé", 2), "/é…");
     }
 
     #[test]
