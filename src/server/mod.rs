@@ -460,10 +460,33 @@ fn read_body(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, Ap
     if request.body_length().is_some_and(|len| len > max) {
         return Err(ApiError::payload_too_large(max));
     }
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    };
+    let chunked = header("Transfer-Encoding").is_some();
+    // For a request whose (first) `Connection` header says "upgrade", as curl's h2c offer
+    // does, tiny_http hands over the raw connection as the body, whatever its framing:
+    // read exactly the declared length, or nothing, never "until the client closes",
+    // which a client waiting for its answer never does.
+    let raw = header("Connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
+    let limit = match request.body_length() {
+        Some(declared) => declared as u64,
+        None if chunked && raw => {
+            return Err(ApiError::invalid_request(
+                "a chunked body cannot come with Connection: upgrade; send Content-Length",
+            ));
+        }
+        None if chunked => max as u64 + 1,
+        None => return Ok(Vec::new()),
+    };
     let mut body = Vec::new();
     request
         .as_reader()
-        .take(max as u64 + 1)
+        .take(limit)
         .read_to_end(&mut body)
         .map_err(|e| ApiError::invalid_request(format!("cannot read the request body: {e}")))?;
     if body.len() > max {
