@@ -156,6 +156,10 @@ pub struct ServerConfig {
     pub chat_queue: usize,
     pub max_body_bytes: usize,
     pub max_query_bytes: usize,
+    /// Request header lines (names, values and separators) above this get 431.
+    pub max_header_bytes: usize,
+    /// More request header lines than this get 431.
+    pub max_headers: usize,
     pub shutdown_grace: Span,
     pub max_websockets: usize,
     pub ws_max_message_bytes: usize,
@@ -178,6 +182,8 @@ impl Default for ServerConfig {
             chat_queue: 4,
             max_body_bytes: 1024 * 1024,
             max_query_bytes: 4096,
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
             shutdown_grace: Span::secs(10),
             max_websockets: 32,
             ws_max_message_bytes: 256 * 1024,
@@ -551,6 +557,8 @@ impl Config {
             ("server.chat_workers", s.chat_workers, 1),
             ("server.max_body_bytes", s.max_body_bytes, 1024),
             ("server.max_query_bytes", s.max_query_bytes, 256),
+            ("server.max_header_bytes", s.max_header_bytes, 1024),
+            ("server.max_headers", s.max_headers, 8),
             ("server.ws_max_message_bytes", s.ws_max_message_bytes, 1024),
             (
                 "agent.max_tool_iterations",

@@ -314,6 +314,12 @@ fn every_documented_status_is_answered_as_documented() {
         let long = format!("{path}?pad={}", "a".repeat(1100));
         let (status, _) = c.call(&d, method, template, &long, body.as_deref(), &[]);
         assert_eq!(status, 400, "{method} {template}");
+        let many: Vec<(String, String)> = (0..120)
+            .map(|i| (format!("X-Pad-{i}"), "x".into()))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, _) = c.call(&d, method, template, &path, body.as_deref(), &many);
+        assert_eq!(status, 431, "{method} {template}");
         if method == "POST" {
             let big = format!("{{\"pad\":\"{}\"}}", "b".repeat(9000));
             let (status, _) = c.call(&d, method, template, &path, Some(&big), &[]);
@@ -612,6 +618,9 @@ fn every_documented_status_is_answered_as_documented() {
         &[],
     );
     assert_eq!(status, 400);
+    let big = "h".repeat(40_000);
+    let (status, _) = c.call(&d, "GET", "/api/ws", "/api/ws", None, &[("X-Big", &big)]);
+    assert_eq!(status, 431);
 
     // 401 and 503 have their own tests below; 500 is a bug or a broken disk (the panic
     // test in tests/server.rs and the storage faults in tests/faults.rs).
@@ -669,7 +678,7 @@ fn every_route_but_health_needs_the_token_when_one_is_set() {
     );
     assert_eq!(status, 200);
     let unseen: Vec<_> = c.unseen(&[
-        "200", "201", "101", "400", "403", "404", "409", "413", "500", "502", "503", "504",
+        "200", "201", "101", "400", "403", "404", "409", "413", "431", "500", "502", "503", "504",
     ]);
     assert!(
         unseen.is_empty(),
@@ -745,7 +754,7 @@ fn every_route_answers_503_when_its_lane_is_full() {
         );
     }
     let unseen: Vec<_> = c.unseen(&[
-        "200", "201", "101", "400", "401", "403", "404", "409", "413", "500", "502", "504",
+        "200", "201", "101", "400", "401", "403", "404", "409", "413", "431", "500", "502", "504",
     ]);
     assert!(
         unseen.is_empty(),

@@ -68,6 +68,10 @@ impl ApiError {
         )
     }
 
+    pub fn request_header_too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(431, "request_header_too_large", message)
+    }
+
     pub fn overloaded(what: &str) -> ApiError {
         let mut e = ApiError::new(
             503,

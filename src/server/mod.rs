@@ -12,7 +12,7 @@ pub mod router;
 pub mod sse;
 pub mod ws;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -201,7 +201,11 @@ fn listen(
                 Lane::Fast => "request queue full",
                 Lane::Chat => "all chat slots busy",
             };
-            let status = reply(job.request, ApiError::overloaded(what).into());
+            let status = if too_big_to_drop(&job.request) {
+                refuse_undroppable(job.request, app.config.server.max_body_bytes)
+            } else {
+                reply(job.request, ApiError::overloaded(what).into())
+            };
             log_access(app, "-", what, status, received);
         }
     }
@@ -211,10 +215,31 @@ fn listen(
 fn log_access(app: &App, method: &str, path: &str, status: u16, since: Instant) {
     if app.config.server.access_log {
         info!(
-            "{method} {path} {status} {:.1}ms",
+            "{} {} {status} {:.1}ms",
+            loggable(method, 32),
+            loggable(path, 512),
             since.elapsed().as_secs_f64() * 1000.0
         );
     }
+}
+
+/// Text from a request as it may go into a log line: control characters escaped (a bare
+/// LF or CR in a request line would otherwise forge or overwrite log lines) and at most
+/// `max` characters (tiny_http reads request lines of any length).
+fn loggable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Serves one request on a worker thread.
@@ -239,13 +264,16 @@ fn serve(app: &Arc<App>, job: Job) {
         .collect();
     let cors = cors_origin(app, &headers);
 
+    // Before anything else: every answer below drops the request, and with it the body.
+    if too_big_to_drop(&request) {
+        let status = refuse_undroppable(request, app.config.server.max_body_bytes);
+        log_access(app, &method, &path, status, received);
+        return;
+    }
     let status = match screen(app, &headers, &target, route) {
         Err(e) => reply_cors(request, e.into(), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
         Ok(Route::WebSocket) => ws::upgrade(app, request),
-        Ok(_) if request.body_length().is_some_and(|n| n > UNDROPPABLE_BODY) => {
-            refuse_undroppable(request, app.config.server.max_body_bytes)
-        }
         Ok(route) => match read_body(&mut request, app.config.server.max_body_bytes) {
             Err(e) => reply(request, e.into()),
             Ok(body) if route == Route::ChatStream => {
@@ -282,6 +310,19 @@ fn screen(
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
+    check_header_size(headers, cfg)?;
+    check_framing(headers)?;
+    if headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Host"))
+        .count()
+        > 1
+    {
+        // Which one would a proxy have routed by? The loopback check below reads the first.
+        return Err(ApiError::invalid_request(
+            "more than one Host header; send exactly one",
+        ));
+    }
     if crate::config::is_loopback_bind(&cfg.bind)
         && let Some(host) = header("Host")
         && !is_loopback_host(host)
@@ -315,11 +356,78 @@ fn screen(
     Ok(route)
 }
 
+/// Caps the header lines (DESIGN §10). tiny_http has read them all into memory by now (it
+/// has no limit of its own), so this bounds what the rest of the server copies, logs and
+/// answers, not tiny_http's read.
+fn check_header_size(
+    headers: &[(String, String)],
+    cfg: &crate::config::ServerConfig,
+) -> Result<(), ApiError> {
+    let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    if headers.len() > cfg.max_headers || bytes > cfg.max_header_bytes {
+        return Err(ApiError::request_header_too_large(format!(
+            "the request has {} header lines of {bytes} bytes; the limits are \
+             server.max_headers ({}) and server.max_header_bytes ({})",
+            headers.len(),
+            cfg.max_headers,
+            cfg.max_header_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a request whose body length is ambiguous. tiny_http takes `Transfer-Encoding`
+/// over `Content-Length`, decodes any transfer coding as chunked, believes the first of
+/// several lengths and reads an unparsable one as "no body", whose bytes it then serves as
+/// the next request. A proxy in front may well decide otherwise (request smuggling), so
+/// only one plain decimal `Content-Length` or exactly `Transfer-Encoding: chunked` pass.
+fn check_framing(headers: &[(String, String)]) -> Result<(), ApiError> {
+    let values = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let lengths: Vec<&str> = values("Content-Length").collect();
+    let codings: Vec<&str> = values("Transfer-Encoding")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if !codings.is_empty() {
+        if !lengths.is_empty() {
+            return Err(ApiError::invalid_request(
+                "the request has both Content-Length and Transfer-Encoding; send one",
+            ));
+        }
+        if !matches!(codings.as_slice(), [c] if c.eq_ignore_ascii_case("chunked")) {
+            return Err(ApiError::invalid_request(format!(
+                "unsupported Transfer-Encoding {:?}; only \"chunked\" is accepted",
+                codings.join(", ")
+            )));
+        }
+    }
+    if let Some(first) = lengths.first() {
+        let plain = first.bytes().all(|b| b.is_ascii_digit()) && first.parse::<usize>().is_ok();
+        if !plain || lengths.iter().any(|l| l != first) {
+            return Err(ApiError::invalid_request(format!(
+                "Content-Length must be one decimal number of bytes, got {lengths:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Declared bodies above this are never dropped: when tiny_http 0.12 drops a request with
 /// unread body it allocates a buffer of the whole remaining declared length at once, and a
 /// `Content-Length` of a terabyte aborts the process. Below it the allocation is harmless
 /// (lazily mapped and filled only by bytes the client really sends).
 const UNDROPPABLE_BODY: usize = 64 * 1024 * 1024;
+
+/// True when dropping `request` could allocate its whole declared body (see
+/// [`UNDROPPABLE_BODY`]): such a request is answered only by [`refuse_undroppable`].
+fn too_big_to_drop(request: &tiny_http::Request) -> bool {
+    request.body_length().is_some_and(|n| n > UNDROPPABLE_BODY)
+}
 
 /// Answers 413 to a request declaring an absurd body, and deliberately leaks the
 /// connection (its socket and tiny_http's thread for it) instead of dropping the request.
@@ -331,10 +439,19 @@ fn refuse_undroppable(request: tiny_http::Request, max: usize) -> u16 {
         "refused a request declaring a {}-byte body; its connection is abandoned ({n} so far)",
         request.body_length().unwrap_or(0)
     );
-    let resp = ApiResponse::from(ApiError::payload_too_large(max)).into_tiny();
-    // `upgrade` writes the response and hands over the connection without dropping the
-    // body reader; the protocol name is never acted on by the client.
-    let stream = request.upgrade("none", resp);
+    let resp = ApiResponse::from(ApiError::payload_too_large(max));
+    let body = resp.body.clone();
+    // `upgrade` writes the head and hands over the connection without dropping the body
+    // reader, but it sends neither a length nor the body, and tiny_http's `add_header`
+    // discards a `Content-Length`. Without one the client reads the body until the
+    // connection closes, which this one never does: so the length rides in on the
+    // protocol name (written verbatim as the `Upgrade` header, never acted on by a client
+    // of a non-101 answer), and the body is written on the raw stream.
+    let protocol = format!("none\r\nContent-Length: {}", body.len());
+    let mut stream = request.upgrade(&protocol, resp.into_tiny());
+    if let Err(e) = stream.write_all(&body).and_then(|()| stream.flush()) {
+        log::debug!("client went away before the 413 was sent: {e}");
+    }
     std::mem::forget(stream);
     413
 }
@@ -343,14 +460,46 @@ fn read_body(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, Ap
     if request.body_length().is_some_and(|len| len > max) {
         return Err(ApiError::payload_too_large(max));
     }
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    };
+    let chunked = header("Transfer-Encoding").is_some();
+    // For a request whose (first) `Connection` header says "upgrade", as curl's h2c offer
+    // does, tiny_http hands over the raw connection as the body, whatever its framing:
+    // read exactly the declared length, or nothing, never "until the client closes",
+    // which a client waiting for its answer never does.
+    let raw = header("Connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
+    let limit = match request.body_length() {
+        Some(declared) => declared as u64,
+        None if chunked && raw => {
+            return Err(ApiError::invalid_request(
+                "a chunked body cannot come with Connection: upgrade; send Content-Length",
+            ));
+        }
+        None if chunked => max as u64 + 1,
+        None => return Ok(Vec::new()),
+    };
     let mut body = Vec::new();
     request
         .as_reader()
-        .take(max as u64 + 1)
+        .take(limit)
         .read_to_end(&mut body)
         .map_err(|e| ApiError::invalid_request(format!("cannot read the request body: {e}")))?;
     if body.len() > max {
         return Err(ApiError::payload_too_large(max));
+    }
+    // A connection closed early must not pass for a complete (if valid) request.
+    if let Some(declared) = request.body_length()
+        && body.len() < declared
+    {
+        return Err(ApiError::invalid_request(format!(
+            "the request body ended after {} of the {declared} bytes its Content-Length declared",
+            body.len()
+        )));
     }
     Ok(body)
 }
@@ -401,10 +550,28 @@ pub(crate) fn reply(request: tiny_http::Request, resp: ApiResponse) -> u16 {
 
 /// True for `localhost`, `*.localhost` and loopback IP literals, with or without a port.
 pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim();
+    // Only what a host and port are made of. Anything else (whitespace, a control
+    // character, a bare CR or LF) is no host at all, and an allowed `Origin` is echoed in
+    // a header as it came.
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return false;
+    }
     let name = if let Some(rest) = host.strip_prefix('[') {
-        // [::1]:port
-        rest.split(']').next().unwrap_or("")
+        // [::1] or [::1]:port, and nothing else after the bracket.
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !port_ok {
+            return false;
+        }
+        ip
     } else {
         match host.rsplit_once(':') {
             Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
@@ -456,8 +623,109 @@ mod tests {
             "192.168.1.2",
             "localhost.evil.com",
             "[2001:db8::1]:80",
+            "",
+            "[::1]x",
+            "[::1]:",
+            "[::1",
+            "local host",
+            "localhost\0",
         ] {
             assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    /// Regression: an `Origin` with a bare CR or LF whose tail looked loopback was allowed
+    /// and echoed in `Access-Control-Allow-Origin`, splitting the response's headers.
+    #[test]
+    fn r_origin_with_line_breaks_is_not_echoed() {
+        for origin in [
+            "http://x\nSet-Cookie: pwned=1;.localhost",
+            "http://x\rSet-Cookie: a=1;.localhost",
+            "http://[::1]\r\nSet-Cookie: pwned=1",
+            "http://[::1]\nX: 1",
+            "http://localhost:3000\n",
+        ] {
+            assert!(!origin_allowed(origin, &[]), "{origin:?}");
+            assert!(!is_loopback_host(&origin[7..]), "{origin:?}");
+        }
+        assert!(origin_allowed("http://[::1]:3000", &[]));
+        assert!(origin_allowed("http://localhost.:8080", &[]));
+    }
+
+    /// Regression: a bare LF in a request line started a forged line in the access log.
+    #[test]
+    fn r_request_text_cannot_forge_log_lines() {
+        assert_eq!(loggable("/api/status", 512), "/api/status");
+        assert_eq!(
+            loggable("/x\n[ERROR] forged\rG\0", 512),
+            "/x\\n[ERROR] forged\\rG\\u{0}"
+        );
+        assert_eq!(loggable("/ééé", 2), "/é…");
+    }
+
+    #[test]
+    fn header_caps() {
+        let cfg = crate::config::ServerConfig {
+            max_headers: 3,
+            max_header_bytes: 64,
+            ..Default::default()
+        };
+        let h = |n: usize, len: usize| -> Vec<(String, String)> {
+            (0..n)
+                .map(|i| (format!("X-{i}"), "v".repeat(len)))
+                .collect()
+        };
+        assert!(check_header_size(&h(3, 10), &cfg).is_ok());
+        let e = check_header_size(&h(4, 1), &cfg).unwrap_err();
+        assert_eq!((e.status, e.code), (431, "request_header_too_large"));
+        assert!(e.message.contains("server.max_headers"), "{}", e.message);
+        assert_eq!(check_header_size(&h(1, 100), &cfg).unwrap_err().status, 431);
+    }
+
+    fn framing(headers: &[(&str, &str)]) -> Result<(), ApiError> {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        check_framing(&headers)
+    }
+
+    /// Regression: tiny_http served bodies framed ambiguously (Content-Length with
+    /// Transfer-Encoding, two lengths, `Content-Length: abc`, `Transfer-Encoding: gzip,
+    /// chunked`) by guessing, and a proxy may guess differently.
+    #[test]
+    fn r_ambiguous_body_framing_is_refused() {
+        for ok in [
+            &[][..],
+            &[("Content-Length", "0")],
+            &[("content-length", "17")],
+            &[("Content-Length", "2"), ("Content-Length", "2")],
+            &[("Transfer-Encoding", "chunked")],
+            &[("transfer-encoding", "Chunked")],
+        ] {
+            assert!(framing(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &[("Content-Length", "2"), ("Transfer-Encoding", "chunked")][..],
+            &[("Content-Length", "2"), ("Content-Length", "3")],
+            &[("Content-Length", "abc")],
+            &[("Content-Length", "")],
+            &[("Content-Length", "-1")],
+            &[("Content-Length", "+2")],
+            &[("Content-Length", "2, 2")],
+            &[("Content-Length", "18446744073709551616")],
+            &[("Transfer-Encoding", "gzip")],
+            &[("Transfer-Encoding", "")],
+            &[("Transfer-Encoding", "gzip, chunked")],
+            &[("Transfer-Encoding", "chunked, chunked")],
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+            &[("Transfer-Encoding", "identity")],
+        ] {
+            let e = framing(bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(e.status, 400);
         }
     }
 
