@@ -6,6 +6,7 @@
 //!               [--queries a,b,c] [--timeout-ms 10000] [--quiet]
 //! loadgen probe --port P (--count N | --stop-file F) [--interval-ms 5] [--fresh] [--label L]
 //! loadgen slow  --port P --stop-file F [--conns 300] [--interval-ms 1500] [--bytes 4]
+//! loadgen burst --port P [--conns 64] [--hold-ms 3000]
 //! ```
 //!
 //! `load` sends a fixed number of requests mixing `/health`, `/api/status`,
@@ -14,8 +15,10 @@
 //! a connection error is unexpected. `probe` is one client asking `/health` at a steady
 //! pace (`--fresh`: a new connection per probe, as a health checker does). `slow` holds
 //! connections that dribble a request a few bytes at a time and never finish it, until the
-//! stop file appears. Each mode ends with one `RESULT`/`PROBE`/`SLOW` line of `key=value`
-//! pairs for the script to read.
+//! stop file appears. `burst` opens connections all at once, asks `/health` once on each
+//! and keeps them all open for `--hold-ms`: a connection the server leaves unserved until
+//! another one closes is answered only after the hold. Each mode ends with one
+//! `RESULT`/`PROBE`/`SLOW`/`BURST` line of `key=value` pairs for the script to read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -24,8 +27,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,9 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How many unexpected answers are printed in full (well, their first bytes).
 const SAMPLES_KEPT: usize = 5;
+/// Requests slower than this are counted as stalls, split by whether they were the first on
+/// their connection (a stalled first request points at the accept path, not the handlers).
+const STALL: Duration = Duration::from_millis(500);
 
 fn main() {
     let mut argv = std::env::args().skip(1);
@@ -43,6 +49,7 @@ fn main() {
         "load" => run_load(&args),
         "probe" => run_probe(&args),
         "slow" => run_slow(&args),
+        "burst" => run_burst(&args),
         _ => fail(
             "usage: loadgen load|probe|slow --port P [options] (see the top of examples/loadgen.rs)",
         ),
@@ -439,6 +446,8 @@ struct LoadStats {
     unexpected_kinds: BTreeMap<String, u64>,
     samples: Vec<String>,
     reconnects: u64,
+    stalls: u64,
+    stalls_first_on_conn: u64,
 }
 
 impl LoadStats {
@@ -468,6 +477,8 @@ impl LoadStats {
             }
         }
         self.reconnects += other.reconnects;
+        self.stalls += other.stalls;
+        self.stalls_first_on_conn += other.stalls_first_on_conn;
     }
 }
 
@@ -493,6 +504,7 @@ fn load_worker(
         }
         let route = mix.pick(i);
         stats.routes.entry(route).or_default().sent += 1;
+        let first_on_conn = conn.is_none();
         let c = match conn.take() {
             Some(c) => c,
             None => match Conn::open(requests.port, timeout) {
@@ -511,6 +523,10 @@ fn load_worker(
         match c.send(&bytes) {
             Ok(resp) => {
                 let took = started.elapsed();
+                if took > STALL {
+                    stats.stalls += 1;
+                    stats.stalls_first_on_conn += u64::from(first_on_conn);
+                }
                 let entry = stats.routes.entry(route).or_default();
                 match resp.status {
                     200 => {
@@ -663,11 +679,21 @@ fn report_load(stats: &mut LoadStats, total: usize, conns: usize, elapsed: Durat
         if empty > 0 {
             println!("  note: {empty} searches answered with no results");
         }
+        if stats.stalls > 0 {
+            println!(
+                "  note: {} requests took over {} ms, {} of them the first on a new connection",
+                stats.stalls,
+                STALL.as_millis(),
+                stats.stalls_first_on_conn
+            );
+        }
     }
     println!(
         "RESULT total={total} ok={ok} shed={shed} unexpected={unexpected} empty_searches={empty} \
-         reconnects={} secs={:.2} {}",
+         reconnects={} stalls={} stalls_first_on_conn={} secs={:.2} {}",
         stats.reconnects,
+        stats.stalls,
+        stats.stalls_first_on_conn,
         elapsed.as_secs_f64(),
         per_route.join(" ")
     );
@@ -863,4 +889,62 @@ fn run_slow(args: &Args) {
             thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+// --- burst -------------------------------------------------------------------------------
+
+fn run_burst(args: &Args) {
+    let port = args.port();
+    let conns: usize = args.num("conns", 64);
+    let hold = Duration::from_millis(args.num("hold-ms", 3000));
+    let timeout = hold + Duration::from_secs(10);
+    let barrier = Arc::new(Barrier::new(conns));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                let t0 = Instant::now();
+                let request = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+                let result = Conn::open(port, timeout)
+                    .and_then(|mut c| c.send(request.as_bytes()).map(|r| (c, r)));
+                let took = t0.elapsed();
+                // Keep the connection (and the server's thread for it) until the hold ends.
+                thread::sleep(hold.saturating_sub(t0.elapsed()));
+                match result {
+                    Ok((_, r)) if r.status == 200 => Ok(took),
+                    Ok((_, r)) => Err(format!("status {}", r.status)),
+                    Err(e) => Err(e.kind()),
+                }
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for t in threads {
+        match t.join() {
+            Ok(Ok(d)) => times.push(d),
+            Ok(Err(kind)) => *errors.entry(kind).or_default() += 1,
+            Err(_) => fail("a burst thread panicked"),
+        }
+    }
+    times.sort_unstable();
+    // Answered only once the hold was nearly over: served when another connection closed.
+    let stalled: Vec<String> = times
+        .iter()
+        .filter(|d| **d >= hold.mul_f64(0.9))
+        .map(|d| format!("{:.0}", ms(*d)))
+        .collect();
+    let n_err: u64 = errors.values().sum();
+    println!(
+        "BURST conns={conns} hold_ms={} answered={} errors={n_err} p50_ms={:.3} \
+         stalled_until_hold={} stalled_ms=[{}] secs={:.1}",
+        hold.as_millis(),
+        times.len(),
+        percentile_ms(&times, 50.0),
+        stalled.len(),
+        stalled.join(","),
+        started.elapsed().as_secs_f64()
+    );
 }

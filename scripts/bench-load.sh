@@ -48,6 +48,11 @@ start_daemon ""
 
 proc_field() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# The kernel's count of connections dropped because a listen queue was full (for the whole
+# network namespace, so other programs can add to it; read it as an upper bound).
+listen_overflows() {
+    awk '/^TcpExt:/ {if (!h) {split($0, n); h = 1} else {split($0, v); for (i in n) if (n[i] == "ListenOverflows") print v[i]}}' /proc/net/netstat
+}
 kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 
 # Every query must hit before anything is measured.
@@ -96,6 +101,7 @@ PIDS+=("$!")
 
 # --- 1. the slow connections --------------------------------------------------------------
 SLOW_STOP=$WORK/slow.stop
+OV0=$(listen_overflows)
 "$LOADGEN" slow --port "$DPORT" --conns "$SLOW" --interval-ms 1500 --bytes 4 --stop-file "$SLOW_STOP" >"$WORK/slow.out" &
 SLOW_PID=$!
 PIDS+=("$SLOW_PID")
@@ -105,11 +111,13 @@ for _ in $(seq 1 300); do
 done
 grep '^SLOW ready' "$WORK/slow.out" >/dev/null || { echo "the slow client did not start" >&2; exit 1; }
 sleep 3 # a couple of dribbles in, so every connection holds a half-read request
+OV1=$(listen_overflows)
 
 # --- 2. /health with only the slow connections open --------------------------------------
 "$LOADGEN" probe --port "$DPORT" --count 1000 --interval-ms 5 --label slow-only >"$WORK/probe-ka.out"
 "$LOADGEN" probe --port "$DPORT" --count 1000 --interval-ms 5 --fresh --label slow-only >"$WORK/probe-fresh.out"
 LOAD_QUIET=$(loadavg)
+OV2=$(listen_overflows)
 
 # --- 3. the main load, with the prober alongside -----------------------------------------
 PROBE_STOP=$WORK/probe.stop
@@ -120,6 +128,7 @@ echo
 echo "== localgpt load test: $REQUESTS requests over $CONNS keep-alive connections, $SLOW slow connections held open =="
 "$LOADGEN" load --port "$DPORT" --requests "$REQUESTS" --conns "$CONNS" --mix "$MIX" --queries "$QUERIES" | tee "$WORK/load.out"
 LOAD_END=$(loadavg)
+OV3=$(listen_overflows)
 touch "$PROBE_STOP"
 wait "$PROBE_PID" || true
 
@@ -155,6 +164,8 @@ printf '%-8s %10s %9s\n' before "$RSS_BEFORE" "$THR_BEFORE"
 printf '%-8s %10s %9s   (peak of %s samples every 0.2 s)\n' during "$RSS_PEAK" "$THR_PEAK" "$(wc -l <"$WORK/samples.txt")"
 printf '%-8s %10s %9s   (%s s after the slow connections closed)\n' after "$RSS_AFTER" "$THR_AFTER" "$AFTER_WAIT"
 echo
+BACKLOG=$(ss -Hltn "sport = :$DPORT" 2>/dev/null | awk '{print $3}' || true)
+echo "kernel listen-queue overflows (namespace-wide): connecting the slow clients +$((OV1 - OV0)), quiet probes +$((OV2 - OV1)), main load +$((OV3 - OV2))  (daemon's listen backlog: ${BACKLOG:-unknown})"
 echo "load average (1/5/15 min): at start $LOAD_START; after the quiet probes $LOAD_QUIET; after the load $LOAD_END  ($(nproc) cores)"
 
 # --- verdicts ------------------------------------------------------------------------------
@@ -177,6 +188,12 @@ fi
 verdict "$(lt "$P99_KA" 10)" "/health p99 with $SLOW slow connections, no other load, keep-alive: $P99_KA ms (target < 10)"
 verdict "$(lt "$P99_FRESH" 10)" "/health p99 with $SLOW slow connections, no other load, new connection each: $P99_FRESH ms (target < 10)"
 verdict "$(lt "$P99_LOAD" 10)" "/health p99 with $SLOW slow connections and the main load, new connection each: $P99_LOAD ms (target < 10)"
+SECS=$(kv "$RESULT" secs)
+echo "INFO  under the main load every fast-lane request waits its turn: $CONNS closed-loop connections / $(python3 -c "print(round($REQUESTS / $SECS))") req/s = $(python3 -c "print(f'{$CONNS * $SECS / $REQUESTS * 1000:.1f}')") ms mean time in the daemon (Little's law), /health included"
+STALLS=$(kv "$RESULT" stalls)
+if [ "$STALLS" != 0 ]; then
+    echo "INFO  $STALLS load requests took over 500 ms, $(kv "$RESULT" stalls_first_on_conn) of them the first on their connection (see scripts/repro-pool-stall.sh)"
+fi
 verdict "$(le "$THR_AFTER" $((THR_BEFORE + 2)))" "threads back to baseline: $THR_BEFORE -> $THR_PEAK -> $THR_AFTER (target after <= before + 2)"
 verdict "$(le "$RSS_AFTER" "$(( RSS_BEFORE * 5 / 4 ))")" "RSS back near baseline: $RSS_BEFORE -> $RSS_PEAK -> $RSS_AFTER KiB (target after <= before + 25%)"
 echo "INFO  slow connections still open at the end: $(kv "$SLOW_END" open_at_end) of $(kv "$SLOW_END" opened) ($(kv "$SLOW_END" closed_by_server) closed, $(kv "$SLOW_END" answered_by_server) answered by the daemon)"
