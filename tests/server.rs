@@ -361,3 +361,140 @@ fn r_absurd_content_length_is_refused_without_crashing() {
         assert_eq!(d.get("/health").0, 200, "the daemon is still up");
     }
 }
+
+/// Reads one response with a `Content-Length` body off a keep-alive connection.
+fn read_one_response(s: &mut std::net::TcpStream) -> std::io::Result<u16> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body)?;
+    Ok(text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Regression: tiny_http 0.12's connection pool can leave a connection from a burst
+/// unserved until another connection closes (scripts/repro-pool-stall.sh). Here no
+/// connection closes until every one has its answer, so a stranded one would never get
+/// it; the daemon's nudging must get it served.
+#[test]
+fn r_a_burst_of_keep_alive_connections_is_served_while_all_stay_open() {
+    use std::io::Write;
+    use std::sync::{Arc, Barrier, mpsc};
+    const CONNS: usize = 64;
+    let d = Daemon::start("[heartbeat]\nenabled = false\n[server]\nqueue = 128\n");
+    for round in 0..3 {
+        let go = Arc::new(Barrier::new(CONNS));
+        let (answered, answers) = mpsc::channel();
+        let release = Arc::new(Barrier::new(CONNS + 1));
+        let clients: Vec<_> = (0..CONNS)
+            .map(|_| {
+                let (go, answered, release, addr) =
+                    (go.clone(), answered.clone(), release.clone(), d.addr);
+                thread::spawn(move || {
+                    go.wait();
+                    let result = std::net::TcpStream::connect(addr).and_then(|mut s| {
+                        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+                        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+                        let status = read_one_response(&mut s);
+                        Ok((s, status))
+                    });
+                    match result {
+                        Ok((s, status)) => {
+                            let _ = answered.send(status.map_err(|e| e.to_string()));
+                            release.wait(); // keep the connection open until all are answered
+                            drop(s);
+                        }
+                        Err(e) => {
+                            let _ = answered.send(Err(e.to_string()));
+                            release.wait();
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(answered);
+        let mut ok = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while ok < CONNS {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match answers.recv_timeout(left) {
+                Ok(Ok(200)) => ok += 1,
+                Ok(other) => panic!("round {round}: {other:?}"),
+                Err(_) => panic!(
+                    "round {round}: only {ok} of {CONNS} connections answered while all stay open"
+                ),
+            }
+        }
+        release.wait();
+        for c in clients {
+            c.join().unwrap();
+        }
+    }
+}
+
+/// `/health` is a liveness probe: a free fast-lane worker takes it before the requests
+/// queued ahead of it, so a busy daemon still answers it after one request, not a queue.
+#[test]
+fn health_is_taken_before_the_fast_lane_queue() {
+    use std::sync::mpsc;
+    let d = Daemon::start(
+        "[heartbeat]\nenabled = false\n[server]\ndebug_routes = true\nworkers = 1\nqueue = 8\n",
+    );
+    let (done, order) = mpsc::channel();
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let (done, addr) = (done.clone(), d.addr);
+        clients.push(thread::spawn(move || {
+            let status = post_empty(addr, "/api/debug/sleep-fast?ms=300");
+            done.send(format!("sleeper {i} {status}")).unwrap();
+        }));
+        // Each sleeper is admitted before the next one and before /health.
+        thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = d.get("/health");
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    done.send("health".to_string()).unwrap();
+    for c in clients {
+        c.join().unwrap();
+    }
+    drop(done);
+    let order: Vec<String> = order.iter().collect();
+    let health = order.iter().position(|o| o == "health").unwrap();
+    assert!(
+        health <= 2,
+        "health waited behind the queued sleepers: {order:?}"
+    );
+    assert!(
+        order.iter().all(|o| o == "health" || o.ends_with(" 200")),
+        "{order:?}"
+    );
+}
+
+/// An empty POST on a fresh connection; the status.
+fn post_empty(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    read_one_response(&mut s).unwrap()
+}

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod handlers;
 pub mod http;
+mod nudge;
 pub mod router;
 pub mod sse;
 pub mod ws;
@@ -66,11 +67,12 @@ pub fn start(
     drop(done_tx);
 
     let stopping = Arc::new(AtomicBool::new(false));
+    let nudger = nudge::Nudger::start(addr)?;
     let listener = {
         let (http, stopping, app) = (http.clone(), stopping.clone(), app.clone());
         thread::Builder::new()
             .name("listener".into())
-            .spawn(move || listen(&app, &http, &stopping, [fast, chat], &fatal))?
+            .spawn(move || listen(&app, &http, &stopping, [fast, chat], &nudger, &fatal))?
     };
     Ok(RunningServer {
         http,
@@ -106,6 +108,9 @@ impl RunningServer {
 /// A pool of workers and the requests admitted to it.
 struct LaneHandle {
     tx: Sender<Job>,
+    /// Jobs a free worker takes before any in `tx` (`/health`: a liveness probe must not
+    /// wait behind a queue of searches).
+    urgent: Sender<Job>,
     /// Requests admitted and not yet finished (running or waiting).
     load: Arc<AtomicUsize>,
     /// `workers + queue`: what the lane holds before it answers 503.
@@ -121,7 +126,11 @@ impl LaneHandle {
             self.load.fetch_sub(1, Ordering::SeqCst);
             return Some(job);
         }
-        match self.tx.try_send(job) {
+        let tx = match job.route {
+            Ok(Route::Health) => &self.urgent,
+            _ => &self.tx,
+        };
+        match tx.try_send(job) {
             Ok(()) => None,
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 self.load.fetch_sub(1, Ordering::SeqCst);
@@ -141,13 +150,15 @@ fn spawn_lane(
     let capacity = workers + queue;
     // Admission keeps at most `capacity` jobs in flight, so the channel never fills.
     let (tx, rx) = bounded::<Job>(capacity);
+    let (urgent, urgent_rx) = bounded::<Job>(capacity);
     let load = Arc::new(AtomicUsize::new(0));
     for i in 0..workers {
-        let (rx, app, done, load) = (rx.clone(), app.clone(), done.clone(), load.clone());
+        let (rx, urgent_rx) = (rx.clone(), urgent_rx.clone());
+        let (app, done, load) = (app.clone(), done.clone(), load.clone());
         thread::Builder::new()
             .name(format!("{name}-{i}"))
             .spawn(move || {
-                for job in rx.iter() {
+                while let Some(job) = next_job(&urgent_rx, &rx) {
                     // Handlers catch their own panics; this catches the streaming routes'
                     // too, so the worker and the lane's count survive anything.
                     let _ = catch_unwind(AssertUnwindSafe(|| serve(&app, job)));
@@ -156,7 +167,24 @@ fn spawn_lane(
                 drop(done);
             })?;
     }
-    Ok(LaneHandle { tx, load, capacity })
+    Ok(LaneHandle {
+        tx,
+        urgent,
+        load,
+        capacity,
+    })
+}
+
+/// The next job for a worker: an urgent one when there is one. `None` once both channels
+/// are closed and empty.
+fn next_job(urgent: &Receiver<Job>, normal: &Receiver<Job>) -> Option<Job> {
+    if let Ok(job) = urgent.try_recv() {
+        return Some(job);
+    }
+    crossbeam_channel::select! {
+        recv(urgent) -> job => job.ok().or_else(|| normal.recv().ok()),
+        recv(normal) -> job => job.ok().or_else(|| urgent.recv().ok()),
+    }
 }
 
 fn listen(
@@ -164,6 +192,7 @@ fn listen(
     http: &tiny_http::Server,
     stopping: &AtomicBool,
     lanes: [LaneHandle; 2],
+    nudger: &nudge::Nudger,
     fatal: &Sender<String>,
 ) {
     let debug = app.config.server.debug_routes;
@@ -181,6 +210,7 @@ fn listen(
             }
         };
         let received = Instant::now();
+        nudger.saw_request();
         let path = request.url().split('?').next().unwrap_or("");
         let route = router::route(request.method().as_str(), path, debug);
         let lane = match &route {
