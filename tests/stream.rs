@@ -570,3 +570,35 @@ fn session_is_free_when_the_stream_says_done() {
         sse.until("done");
     }
 }
+
+/// RFC 6455: only version 13 is spoken, and a refusal says so (found by schemathesis: a
+/// request without `Sec-WebSocket-Version` used to be upgraded).
+#[test]
+fn ws_upgrade_needs_version_13_and_a_real_key() {
+    let fake = FakeProvider::start();
+    let d = daemon(&fake, "");
+    let key = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade")];
+    for extra in [
+        vec![key],
+        vec![key, ("Sec-WebSocket-Version", "8")],
+        vec![
+            ("Sec-WebSocket-Key", "short"),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+    ] {
+        let headers: Vec<(&str, &str)> = upgrade.iter().copied().chain(extra.clone()).collect();
+        let (status, hs, body) = d.raw_call("GET", "/api/ws", None, &headers);
+        assert_eq!(status, 400, "{extra:?}: {body}");
+        assert!(
+            hs.iter()
+                .any(|(k, v)| k == "sec-websocket-version" && v == "13"),
+            "{hs:?}"
+        );
+        assert!(body.contains("invalid_request"), "{body}");
+    }
+    assert!(
+        ws_connect(d.addr, None).is_ok(),
+        "a proper upgrade still works"
+    );
+}

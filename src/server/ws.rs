@@ -48,11 +48,18 @@ pub fn upgrade(app: &Arc<App>, request: tiny_http::Request) -> u16 {
             .map(|h| h.value.as_str().to_string())
     };
     let is_upgrade = header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let Some(key) = header("Sec-WebSocket-Key").filter(|_| is_upgrade) else {
+    // RFC 6455 §4.2.1: version 13, and a key of 16 random bytes in base64.
+    let version_ok = header("Sec-WebSocket-Version").is_some_and(|v| v.trim() == "13");
+    let key = header("Sec-WebSocket-Key")
+        .filter(|k| k.len() == 24 && k.ends_with("==") && is_upgrade && version_ok);
+    let Some(key) = key else {
         let e = ApiError::invalid_request(
-            "expected a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Key)",
+            "expected a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Version: 13, \
+             Sec-WebSocket-Key: 16 bytes in base64)",
         );
-        return super::reply(request, e.into());
+        let mut resp = crate::server::http::ApiResponse::from(e);
+        resp.headers.push(("Sec-WebSocket-Version", "13".into()));
+        return super::reply(request, resp);
     };
     let max = app.config.server.max_websockets;
     if app.websockets.fetch_add(1, Ordering::SeqCst) >= max {
