@@ -286,6 +286,9 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
     outcome
 }
 
+/// Connections the kernel may hold for the listener before tiny_http accepts them.
+const LISTEN_BACKLOG: i32 = 1024;
+
 fn bind(config: &Config) -> Result<TcpListener, DaemonError> {
     let ip = config
         .server
@@ -302,6 +305,12 @@ fn bind(config: &Config) -> Result<TcpListener, DaemonError> {
     // 40 ms per request. Accepted sockets inherit the option from the listener on Linux.
     if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&listener, true) {
         warn!("cannot set TCP_NODELAY on the listener ({e}); keep-alive requests may be slow");
+    }
+    // std listens with a backlog of 128: a burst of connects beyond it (300 clients at
+    // once in scripts/bench-load.sh) is dropped and retried by the clients a second later.
+    // Listening again raises it (the kernel caps it at net.core.somaxconn).
+    if let Err(e) = rustix::net::listen(&listener, LISTEN_BACKLOG) {
+        warn!("cannot raise the listen backlog ({e}); bursts of connections may wait");
     }
     Ok(listener)
 }
