@@ -328,19 +328,19 @@ fn every_documented_status_is_answered_as_documented() {
     }
 
     // Success answers.
-    let ok = |c: &mut Conformance,
-              method: &str,
-              template: &str,
-              path: &str,
-              body: Option<&str>,
-              want: u16| {
+    let expect = |c: &mut Conformance,
+                  method: &str,
+                  template: &str,
+                  path: &str,
+                  body: Option<&str>,
+                  want: u16| {
         let (status, value) = c.call(&d, method, template, path, body, &[]);
         assert_eq!(status, want, "{method} {path}: {value}");
         value
     };
-    ok(&mut c, "GET", "/health", "/health", None, 200);
-    ok(&mut c, "GET", "/api/status", "/api/status", None, 200);
-    ok(
+    expect(&mut c, "GET", "/health", "/health", None, 200);
+    expect(&mut c, "GET", "/api/status", "/api/status", None, 200);
+    expect(
         &mut c,
         "GET",
         "/api/openapi.json",
@@ -348,7 +348,7 @@ fn every_documented_status_is_answered_as_documented() {
         None,
         200,
     );
-    ok(
+    expect(
         &mut c,
         "POST",
         "/api/memory/reindex",
@@ -356,7 +356,7 @@ fn every_documented_status_is_answered_as_documented() {
         Some("{\"force\":true}"),
         200,
     );
-    let found = ok(
+    let found = expect(
         &mut c,
         "GET",
         "/api/memory/search",
@@ -365,7 +365,7 @@ fn every_documented_status_is_answered_as_documented() {
         200,
     );
     assert_eq!(found["total"], 1, "{found}");
-    ok(
+    expect(
         &mut c,
         "GET",
         "/api/memory/stats",
@@ -375,9 +375,9 @@ fn every_documented_status_is_answered_as_documented() {
     );
     fake.push(Reply::text("Fine.").usage(3, 1));
     let chat = json!({"message": "hi", "session_id": session}).to_string();
-    ok(&mut c, "POST", "/api/chat", "/api/chat", Some(&chat), 200);
-    ok(&mut c, "GET", "/api/sessions", "/api/sessions", None, 200);
-    let got = ok(
+    expect(&mut c, "POST", "/api/chat", "/api/chat", Some(&chat), 200);
+    expect(&mut c, "GET", "/api/sessions", "/api/sessions", None, 200);
+    let got = expect(
         &mut c,
         "GET",
         "/api/sessions/{id}",
@@ -386,8 +386,8 @@ fn every_documented_status_is_answered_as_documented() {
         200,
     );
     assert_eq!(got["message_count"], 2, "{got}");
-    ok(&mut c, "GET", "/api/heartbeat", "/api/heartbeat", None, 200);
-    ok(
+    expect(&mut c, "GET", "/api/heartbeat", "/api/heartbeat", None, 200);
+    expect(
         &mut c,
         "POST",
         "/api/heartbeat/run",
@@ -397,16 +397,7 @@ fn every_documented_status_is_answered_as_documented() {
     );
 
     // Invalid requests.
-    let bad = |c: &mut Conformance,
-               method: &str,
-               template: &str,
-               path: &str,
-               body: Option<&str>,
-               want: u16| {
-        let (status, value) = c.call(&d, method, template, path, body, &[]);
-        assert_eq!(status, want, "{method} {path}: {value}");
-    };
-    bad(
+    expect(
         &mut c,
         "GET",
         "/api/memory/search",
@@ -414,7 +405,7 @@ fn every_documented_status_is_answered_as_documented() {
         None,
         400,
     );
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/memory/reindex",
@@ -422,8 +413,8 @@ fn every_documented_status_is_answered_as_documented() {
         Some("{\"force\":\"yes\"}"),
         400,
     );
-    bad(&mut c, "POST", "/api/chat", "/api/chat", Some("{}"), 400);
-    bad(
+    expect(&mut c, "POST", "/api/chat", "/api/chat", Some("{}"), 400);
+    expect(
         &mut c,
         "POST",
         "/api/chat/stream",
@@ -431,7 +422,7 @@ fn every_documented_status_is_answered_as_documented() {
         Some("{\"message\":7}"),
         400,
     );
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/sessions",
@@ -439,7 +430,7 @@ fn every_documented_status_is_answered_as_documented() {
         Some("{\"model\":5}"),
         400,
     );
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/sessions/{id}/approve",
@@ -447,7 +438,7 @@ fn every_documented_status_is_answered_as_documented() {
         Some("{\"request_id\":1}"),
         400,
     );
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/heartbeat/run",
@@ -457,7 +448,7 @@ fn every_documented_status_is_answered_as_documented() {
     );
     let ghost = "/api/sessions/no-such-session";
     let ghost_chat = json!({"message": "hi", "session_id": "no-such-session"}).to_string();
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/chat",
@@ -465,7 +456,7 @@ fn every_documented_status_is_answered_as_documented() {
         Some(&ghost_chat),
         404,
     );
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/chat/stream",
@@ -473,10 +464,10 @@ fn every_documented_status_is_answered_as_documented() {
         Some(&ghost_chat),
         404,
     );
-    bad(&mut c, "GET", "/api/sessions/{id}", ghost, None, 404);
-    bad(&mut c, "DELETE", "/api/sessions/{id}", ghost, None, 404);
+    expect(&mut c, "GET", "/api/sessions/{id}", ghost, None, 404);
+    expect(&mut c, "DELETE", "/api/sessions/{id}", ghost, None, 404);
     let approve = json!({"request_id": "r1", "decision": "approve"}).to_string();
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/sessions/{id}/approve",
@@ -487,7 +478,7 @@ fn every_documented_status_is_answered_as_documented() {
 
     // Provider failures.
     fake.push(Reply::fault(Fault::Status(500, "upstream broke".into())));
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/chat",
@@ -496,7 +487,7 @@ fn every_documented_status_is_answered_as_documented() {
         502,
     );
     fake.push(Reply::fault(Fault::Hang(Duration::from_secs(5))));
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/chat",
@@ -516,8 +507,8 @@ fn every_documented_status_is_answered_as_documented() {
         "the provider sees the first turn",
         || (fake.request_count() > before).then_some(()),
     );
-    bad(&mut c, "POST", "/api/chat", "/api/chat", Some(&chat), 409);
-    bad(
+    expect(&mut c, "POST", "/api/chat", "/api/chat", Some(&chat), 409);
+    expect(
         &mut c,
         "POST",
         "/api/chat/stream",
@@ -544,7 +535,7 @@ fn every_documented_status_is_answered_as_documented() {
         .expect("request id")
         .to_string();
     let answer = json!({"request_id": request_id, "decision": "approve"}).to_string();
-    let approved = ok(
+    let approved = expect(
         &mut c,
         "POST",
         "/api/sessions/{id}/approve",
@@ -578,7 +569,7 @@ fn every_documented_status_is_answered_as_documented() {
         "the heartbeat run reaches the provider",
         || (fake.request_count() > before).then_some(()),
     );
-    bad(
+    expect(
         &mut c,
         "POST",
         "/api/heartbeat/run",
@@ -588,7 +579,7 @@ fn every_documented_status_is_answered_as_documented() {
     );
     assert!(running.join().unwrap().starts_with("HTTP/1.1 200"));
 
-    ok(
+    expect(
         &mut c,
         "DELETE",
         "/api/sessions/{id}",
@@ -602,7 +593,7 @@ fn every_documented_status_is_answered_as_documented() {
     c.seen
         .insert(("GET".into(), "/api/ws".into(), "101".into()));
     drop(ws);
-    bad(&mut c, "GET", "/api/ws", "/api/ws", None, 400);
+    expect(&mut c, "GET", "/api/ws", "/api/ws", None, 400);
     assert!(matches!(
         ws_connect(d.addr, Some("http://evil.example")),
         Err(tungstenite::Error::Http(r)) if r.status() == 403
