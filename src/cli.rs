@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
 
 use crate::config::{self, Config};
-use crate::daemon::{self, DaemonError, ForegroundOptions, PidFile, exit};
+use crate::daemon::{self, DaemonError, ForegroundOptions, PidFile, exit, sys};
+use crate::heartbeat::{Run, RunStatus, Trigger};
 use crate::memory::{Memory, ReindexReport};
 use crate::paths::{self, Paths};
 
@@ -150,13 +152,10 @@ pub fn run(cli: Cli) -> i32 {
             model,
             json,
         } => crate::terminal::ask(cli.config.as_deref(), &question, model.as_deref(), json)
-            .map(|_| 0)
-            .map_err(|e| DaemonError::Io(e.to_string())),
+            .map(|_| 0),
         Command::Doctor { json } => run_doctor(cli.config, json),
         Command::Chat { session, model } => {
-            crate::terminal::chat(cli.config.as_deref(), session, model.as_deref())
-                .map(|_| 0)
-                .map_err(|e| DaemonError::Io(e.to_string()))
+            crate::terminal::chat(cli.config.as_deref(), session, model.as_deref()).map(|_| 0)
         }
     };
     match result {
@@ -250,10 +249,10 @@ fn run_heartbeat(config: Option<PathBuf>, verbose: u8, json: bool) -> Result<i32
     let _ = crate::logging::init(crate::logging::level("warn", verbose), None);
     paths
         .create_dirs()
-        .map_err(|e| DaemonError::Io(e.to_string()))?;
-    let record = if let Some(info) = PidFile::probe(&paths.pid_file()) {
+        .map_err(sys("cannot create directories"))?;
+    let record: Value = if let Some(info) = PidFile::probe(&paths.pid_file()) {
         let Some(addr) = info.addr else {
-            return Err(DaemonError::Io(format!(
+            return Err(DaemonError::Refused(format!(
                 "the daemon (pid {}) runs without an HTTP listener (server.enabled = false), so \
                  it cannot be asked for a run; it runs the heartbeat on its own timer",
                 info.pid
@@ -261,38 +260,45 @@ fn run_heartbeat(config: Option<PathBuf>, verbose: u8, json: bool) -> Result<i32
         };
         crate::client::Client::patient(&cfg)
             .at(addr)
-            .post("/api/heartbeat/run", &serde_json::json!({}))
-            .map_err(io)?
+            .post("/api/heartbeat/run", &serde_json::json!({}))?
     } else {
-        let app = crate::app::App::open(cfg, paths).map_err(DaemonError::Io)?;
+        let app = crate::app::App::open(cfg, paths)?;
         // The daemon's scanner keeps the index fresh; here, catch up before the turn so its
         // memory_search sees recent edits.
-        if let Err(e) = app.memory.reindex(false, None) {
+        if let Err(e) = app.agent.memory.reindex(false, None) {
             log::warn!("memory index not updated: {e}");
         }
         let run = app
             .heartbeat
-            .run_now(&app, crate::heartbeat::Trigger::Cli)
-            .map_err(io)?;
-        crate::server::handlers::heartbeat::run_json(&run)
+            .run_now(&app.agent, Trigger::Cli)
+            .map_err(|busy| DaemonError::Refused(busy.to_string()))?;
+        run.to_json()
     };
-    let status = record["status"].as_str().unwrap_or("?");
+    let run: Run = serde_json::from_value(record.clone()).map_err(|e| {
+        DaemonError::Refused(format!(
+            "the daemon answered a run record we cannot read: {e}"
+        ))
+    })?;
     if json {
         println!("{}", to_json(&record)?);
     } else {
-        let mut head = format!("heartbeat: {status}");
-        if let Some(model) = record["model"].as_str() {
-            head.push_str(&format!(" ({model}, {} ms)", record["duration_ms"]));
+        let mut head = format!("heartbeat: {}", run.status.as_str());
+        if let Some(model) = &run.model {
+            head.push_str(&format!(" ({model}, {} ms)", run.duration_ms));
         }
-        if let Some(reason) = record["reason"].as_str() {
+        if let Some(reason) = &run.reason {
             head.push_str(&format!(": {reason}"));
         }
         println!("{head}");
-        if let Some(preview) = record["preview"].as_str() {
+        if let Some(preview) = &run.preview {
             println!("{preview}");
         }
     }
-    Ok(if status == "failed" { exit::FAILURE } else { 0 })
+    Ok(if run.status == RunStatus::Failed {
+        exit::FAILURE
+    } else {
+        0
+    })
 }
 
 fn run_config(cmd: ConfigCommand, flag: Option<PathBuf>) -> Result<i32, DaemonError> {
@@ -304,16 +310,17 @@ fn run_config(cmd: ConfigCommand, flag: Option<PathBuf>) -> Result<i32, DaemonEr
         }
         ConfigCommand::Init { force } => {
             if path.exists() && !force {
-                return Err(DaemonError::Io(format!(
+                return Err(DaemonError::Refused(format!(
                     "{} already exists; use --force to overwrite it",
                     path.display()
                 )));
             }
             if let Some(dir) = path.parent() {
-                paths::create_private_dir(dir).map_err(|e| DaemonError::Io(e.to_string()))?;
+                paths::create_private_dir(dir)
+                    .map_err(sys(format!("cannot create {}", dir.display())))?;
             }
             crate::durable::write_atomic(&path, config::EXAMPLE.as_bytes())
-                .map_err(|e| DaemonError::Io(format!("cannot write {}: {e}", path.display())))?;
+                .map_err(sys(format!("cannot write {}", path.display())))?;
             let _ = paths::make_private(&path);
             println!("wrote {}", path.display());
             Ok(0)
@@ -339,13 +346,13 @@ fn run_memory(
     let _ = crate::logging::init(crate::logging::level("warn", verbose), None);
     paths
         .create_dirs()
-        .map_err(|e| DaemonError::Io(e.to_string()))?;
-    let memory = Memory::open(&cfg.memory, &paths.workspace, &paths.index_db()).map_err(io)?;
+        .map_err(sys("cannot create directories"))?;
+    let memory = Memory::open(&cfg.memory, &paths.workspace, &paths.index_db())?;
     match cmd {
         MemoryCommand::Search { query, limit, json } => {
             let text = query.join(" ");
             update_index(&memory, false)?;
-            let results = memory.search(&text, usize::from(limit)).map_err(io)?;
+            let results = memory.search(&text, usize::from(limit))?;
             if json {
                 let answer = crate::server::handlers::memory::SearchAnswer {
                     query: &text,
@@ -379,7 +386,7 @@ fn run_memory(
         }
         MemoryCommand::Stats { json } => {
             update_index(&memory, false)?;
-            let s = memory.stats().map_err(io)?;
+            let s = memory.stats()?;
             if json {
                 println!("{}", to_json(&s)?);
             } else {
@@ -432,19 +439,16 @@ fn update_index(memory: &Memory, force: bool) -> Result<ReindexReport, DaemonErr
         };
         let _ = err.flush();
     };
-    let report = memory.reindex(force, Some(&mut progress)).map_err(io)?;
+    let report = memory.reindex(force, Some(&mut progress))?;
     if tty && last.is_some() {
         eprintln!();
     }
     Ok(report)
 }
 
-fn io(e: impl std::fmt::Display) -> DaemonError {
-    DaemonError::Io(e.to_string())
-}
-
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, DaemonError> {
-    serde_json::to_string_pretty(value).map_err(io)
+    serde_json::to_string_pretty(value)
+        .map_err(|e| sys("cannot encode the answer as JSON")(e.into()))
 }
 
 fn run_doctor(flag: Option<PathBuf>, json: bool) -> Result<i32, DaemonError> {

@@ -18,16 +18,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// The configured IANA zone, or the system's local zone when `name` is empty (or unknown,
-/// which config validation already refuses).
-pub fn zone(name: &str) -> TimeZone {
-    if name.is_empty() {
-        TimeZone::system()
-    } else {
-        TimeZone::get(name).unwrap_or_else(|_| TimeZone::system())
-    }
-}
-
 /// `ts` in `tz`.
 pub fn local(ts: Timestamp, tz: &TimeZone) -> ZonedDateTime {
     ts.to_zoned_datetime(tz.clone())
@@ -51,7 +41,7 @@ mod tests {
     #[test]
     fn named_zone_applies() {
         let ts: Timestamp = "2026-07-01T12:00:00Z".parse().unwrap();
-        let paris = local(ts, &zone("Europe/Paris"));
+        let paris = local(ts, &jiff::tz::TimeZone::get("Europe/Paris").unwrap());
         assert_eq!(paris.datetime().hour(), 14);
     }
 }

@@ -4,20 +4,20 @@
 //! value that parses but makes no sense (port 0, a bind that is not an IP address, an
 //! unknown provider) is reported as `section.key: value: why`.
 
+mod values;
+
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use values::{ModelRef, ProviderKind, Span, ToolPattern, Zone};
+
 /// The commented config file written by `localgpt config init`; a test keeps it equal to
 /// the defaults.
 pub const EXAMPLE: &str = include_str!("../config.example.toml");
-
-/// Providers the `provider/model` prefix may name.
-pub const KNOWN_PROVIDERS: &[&str] = &["anthropic", "openai", "ollama", "claude-cli"];
 
 /// Why a config could not be used.
 #[derive(Debug)]
@@ -56,75 +56,6 @@ fn invalid(key: &str, value: impl fmt::Display, reason: impl Into<String>) -> Co
     }
 }
 
-/// A duration written as `"90s"`, `"30m"`, `"2h30m"`, `"250ms"` or `"0"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Span(pub Duration);
-
-impl Span {
-    pub fn secs(s: u64) -> Span {
-        Span(Duration::from_secs(s))
-    }
-    pub fn millis(ms: u64) -> Span {
-        Span(Duration::from_millis(ms))
-    }
-    pub fn get(self) -> Duration {
-        self.0
-    }
-}
-
-impl FromStr for Span {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Span, String> {
-        let t = s.trim();
-        if t == "0" {
-            return Ok(Span(Duration::ZERO));
-        }
-        let parsed: jiff::SignedDuration = t.parse().map_err(|e| {
-            format!("invalid duration {s:?} (use e.g. \"90s\", \"30m\", \"2h30m\"): {e}")
-        })?;
-        if parsed.is_negative() {
-            return Err(format!("invalid duration {s:?}: must not be negative"));
-        }
-        Duration::try_from(parsed)
-            .map(Span)
-            .map_err(|e| format!("invalid duration {s:?}: {e}"))
-    }
-}
-
-impl TryFrom<String> for Span {
-    type Error = String;
-    fn try_from(s: String) -> Result<Span, String> {
-        s.parse()
-    }
-}
-
-impl From<Span> for String {
-    fn from(s: Span) -> String {
-        let d = s.0;
-        if d.is_zero() {
-            "0".into()
-        } else if d.subsec_millis() != 0 || d.as_secs() == 0 {
-            format!("{}ms", d.as_millis())
-        } else {
-            let secs = d.as_secs();
-            let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-            let mut out = String::new();
-            if h > 0 {
-                out.push_str(&format!("{h}h"));
-            }
-            if m > 0 {
-                out.push_str(&format!("{m}m"));
-            }
-            if s > 0 {
-                out.push_str(&format!("{s}s"));
-            }
-            out
-        }
-    }
-}
-
 /// The whole configuration, one struct per TOML section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -144,7 +75,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub enabled: bool,
     pub port: u16,
-    pub bind: String,
+    #[serde(deserialize_with = "values::de_bind")]
+    pub bind: IpAddr,
     pub auth_token: String,
     /// Workers of the fast lane (health, status, memory, sessions).
     pub workers: usize,
@@ -174,7 +106,7 @@ impl Default for ServerConfig {
         ServerConfig {
             enabled: true,
             port: 31327,
-            bind: "127.0.0.1".into(),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             auth_token: String::new(),
             workers: 4,
             queue: 64,
@@ -197,7 +129,8 @@ impl Default for ServerConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
-    pub default_model: String,
+    #[serde(deserialize_with = "values::de_default_model")]
+    pub default_model: ModelRef,
     pub max_tool_iterations: usize,
     /// Characters of workspace memory put in the system prompt.
     pub memory_context_chars: usize,
@@ -209,7 +142,7 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            default_model: "claude-cli/opus".into(),
+            default_model: ModelRef::default_model(),
             max_tool_iterations: 10,
             memory_context_chars: 24_000,
             history_chars: 48_000,
@@ -345,11 +278,16 @@ pub struct HeartbeatConfig {
     pub enabled: bool,
     pub interval: Span,
     pub active_hours: Option<ActiveHours>,
-    pub timezone: String,
-    /// Model for heartbeat turns; empty: `agent.default_model`.
-    pub model: String,
+    #[serde(deserialize_with = "values::de_timezone")]
+    pub timezone: Zone,
+    /// Model for heartbeat turns; empty (`None`): `agent.default_model`.
+    #[serde(
+        deserialize_with = "values::de_heartbeat_model",
+        serialize_with = "values::ser_optional_model"
+    )]
+    pub model: Option<ModelRef>,
     /// Tools a heartbeat turn may use without anyone approving.
-    pub allowed_tools: Vec<String>,
+    pub allowed_tools: Vec<ToolPattern>,
     /// Longest a heartbeat turn may take before it is stopped and recorded as failed;
     /// zero: no limit of its own (the provider read timeout still bounds silence).
     pub timeout: Span,
@@ -361,16 +299,16 @@ impl Default for HeartbeatConfig {
             enabled: true,
             interval: Span::secs(30 * 60),
             active_hours: None,
-            timezone: String::new(),
-            model: String::new(),
-            allowed_tools: vec![
-                "memory_search".into(),
-                "memory_get".into(),
-                "memory_append".into(),
-                "read_file".into(),
-                "write_file".into(),
-                "edit_file".into(),
-            ],
+            timezone: Zone::local(),
+            model: None,
+            allowed_tools: tool_patterns(&[
+                "memory_search",
+                "memory_get",
+                "memory_append",
+                "read_file",
+                "write_file",
+                "edit_file",
+            ]),
             timeout: Span::secs(600),
         }
     }
@@ -387,7 +325,7 @@ pub enum Fallback {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ToolsConfig {
-    pub require_approval: Vec<String>,
+    pub require_approval: Vec<ToolPattern>,
     pub approval_fallback: Fallback,
     pub approval_timeout: Span,
     /// Paths outside the workspace the file tools may touch.
@@ -402,7 +340,7 @@ pub struct ToolsConfig {
 impl Default for ToolsConfig {
     fn default() -> Self {
         ToolsConfig {
-            require_approval: vec!["bash".into(), "write_file".into(), "edit_file".into()],
+            require_approval: tool_patterns(&["bash", "write_file", "edit_file"]),
             approval_fallback: Fallback::Deny,
             approval_timeout: Span::secs(120),
             allowed_paths: Vec::new(),
@@ -456,30 +394,23 @@ pub fn parse_hhmm(s: &str) -> Option<u32> {
     (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
-/// Splits `provider/model`, checking the provider is one we speak.
-pub fn split_model(model: &str) -> Result<(&str, &str), String> {
-    let Some((provider, name)) = model.split_once('/') else {
-        return Err(format!(
-            "model {model:?} must be written provider/model, provider one of: {}",
-            KNOWN_PROVIDERS.join(", ")
-        ));
-    };
-    if !KNOWN_PROVIDERS.contains(&provider) {
-        return Err(format!(
-            "unknown provider {provider:?} in model {model:?}; known providers: {}",
-            KNOWN_PROVIDERS.join(", ")
-        ));
-    }
-    if name.trim().is_empty() {
-        return Err(format!("model {model:?} names no model after the provider"));
-    }
-    Ok((provider, name))
+/// Defaults written in code are known-good names.
+fn tool_patterns(names: &[&str]) -> Vec<ToolPattern> {
+    names.iter().filter_map(|n| n.parse().ok()).collect()
 }
 
-pub fn is_loopback_bind(bind: &str) -> bool {
-    bind.parse::<IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
+impl ServerConfig {
+    /// The address to listen on.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+}
+
+impl HeartbeatConfig {
+    /// The heartbeat's model: `heartbeat.model`, else `default`.
+    pub fn model_or<'a>(&'a self, default: &'a ModelRef) -> &'a ModelRef {
+        self.model.as_ref().unwrap_or(default)
+    }
 }
 
 impl Config {
@@ -506,7 +437,13 @@ impl Config {
             self.memory.workspace = v;
         }
         if let Some(v) = var("LOCALGPT_BIND").filter(|v| !v.is_empty()) {
-            self.server.bind = v;
+            self.server.bind = v.parse().map_err(|_| {
+                invalid(
+                    "LOCALGPT_BIND",
+                    &v,
+                    "must be an IP address such as 127.0.0.1",
+                )
+            })?;
         }
         if let Some(v) = var("LOCALGPT_PORT").filter(|v| !v.is_empty()) {
             self.server.port = v
@@ -517,7 +454,9 @@ impl Config {
             self.server.auth_token = v;
         }
         if let Some(v) = var("LOCALGPT_MODEL").filter(|v| !v.is_empty()) {
-            self.agent.default_model = v;
+            self.agent.default_model = v
+                .parse()
+                .map_err(|why| invalid("LOCALGPT_MODEL", &v, why))?;
         }
         if let Some(v) = var("LOCALGPT_LOG").filter(|v| !v.is_empty()) {
             self.logging.level = v;
@@ -538,17 +477,10 @@ impl Config {
     /// Checks the values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.server;
-        let ip: IpAddr = s.bind.parse().map_err(|_| {
-            invalid(
-                "server.bind",
-                &s.bind,
-                "must be an IP address such as 127.0.0.1",
-            )
-        })?;
-        if !ip.is_loopback() && s.auth_token.is_empty() {
+        if !s.bind.is_loopback() && s.auth_token.is_empty() {
             return Err(invalid(
                 "server.bind",
-                &s.bind,
+                s.bind,
                 "a non-loopback bind needs server.auth_token set (anyone on the network could use the API)",
             ));
         }
@@ -589,12 +521,6 @@ impl Config {
         if s.queue > 100_000 || s.chat_queue > 10_000 {
             return Err(invalid("server.queue", s.queue, "is unreasonably large"));
         }
-        split_model(&self.agent.default_model)
-            .map_err(|why| invalid("agent.default_model", &self.agent.default_model, why))?;
-        if !self.heartbeat.model.is_empty() {
-            split_model(&self.heartbeat.model)
-                .map_err(|why| invalid("heartbeat.model", &self.heartbeat.model, why))?;
-        }
         let interval = self.heartbeat.interval;
         if !interval.get().is_zero() && interval.get() < Duration::from_secs(1) {
             return Err(invalid(
@@ -612,15 +538,6 @@ impl Config {
                     return Err(invalid(key, v, "must be HH:MM (00:00-23:59)"));
                 }
             }
-        }
-        if !self.heartbeat.timezone.is_empty()
-            && jiff::tz::TimeZone::get(&self.heartbeat.timezone).is_err()
-        {
-            return Err(invalid(
-                "heartbeat.timezone",
-                &self.heartbeat.timezone,
-                "is not a known IANA time zone (e.g. Europe/Paris); leave empty for local time",
-            ));
         }
         if !matches!(
             self.logging.level.to_ascii_lowercase().as_str(),
@@ -680,116 +597,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        let c = Config::parse(Path::new("t.toml"), text)?;
-        c.validate()?;
-        Ok(c)
-    }
-
-    #[test]
-    fn example_file_is_exactly_the_defaults() {
-        let c = parse(EXAMPLE).expect("config.example.toml parses");
-        assert_eq!(c, Config::default());
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = parse("[server]\nprot = 1\n").unwrap_err().to_string();
-        assert!(e.contains("prot"), "{e}");
-        let e = parse("[nonsense]\nx = 1\n").unwrap_err().to_string();
-        assert!(e.contains("nonsense"), "{e}");
-    }
-
-    #[test]
-    fn bad_values_name_key_and_value() {
-        let e = parse("[server]\nbind = \"localhost:80\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("server.bind") && e.contains("localhost:80"),
-            "{e}"
-        );
-        let e = parse("[server]\nbind = \"0.0.0.0\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("auth_token"), "{e}");
-        assert!(parse("[server]\nbind = \"0.0.0.0\"\nauth_token = \"x\"\n").is_ok());
-        let e = parse("[agent]\ndefault_model = \"gpt4\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("agent.default_model"), "{e}");
-        let e = parse("[heartbeat]\ninterval = \"often\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("often"), "{e}");
-        let e = parse("[heartbeat]\ntimezone = \"Mars/Olympus\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("heartbeat.timezone"), "{e}");
-        let e = parse("[heartbeat]\ninterval = \"10ms\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("heartbeat.interval"), "{e}");
-        assert!(parse("[heartbeat]\ninterval = \"0\"\n").is_ok());
-        assert!(parse("[heartbeat]\ninterval = \"1s\"\n").is_ok());
-        let e = parse("[heartbeat]\nactive_hours = { start = \"8:00\", end = \"22:00\" }\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("active_hours.start"), "{e}");
-        let e = parse("[server]\nport = 70000\n").unwrap_err().to_string();
-        assert!(e.contains("70000"), "{e}");
-        assert!(parse("[server]\nport = 0\n").is_ok(), "0 picks a free port");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!("90s".parse::<Span>().unwrap(), Span::secs(90));
-        assert_eq!("2h30m".parse::<Span>().unwrap(), Span::secs(9000));
-        assert_eq!("0".parse::<Span>().unwrap(), Span::secs(0));
-        assert_eq!("250ms".parse::<Span>().unwrap(), Span::millis(250));
-        assert!("-5s".parse::<Span>().is_err());
-        assert!("soon".parse::<Span>().is_err());
-        assert_eq!(String::from(Span::secs(9000)), "2h30m");
-        assert_eq!(String::from(Span::millis(1500)), "1500ms");
-    }
-
-    #[test]
-    fn env_overrides_and_keys() {
-        let mut c = Config::default();
-        let env = |k: &str| match k {
-            "LOCALGPT_PORT" => Some("4000".to_string()),
-            "OPENAI_API_KEY" => Some("sk-env".to_string()),
-            "LOCALGPT_WORKSPACE" => Some("/tmp/ws".to_string()),
-            _ => None,
-        };
-        c.apply_env(env).unwrap();
-        assert_eq!(c.server.port, 4000);
-        assert_eq!(c.providers.openai.api_key, "sk-env");
-        assert_eq!(c.memory.workspace, "/tmp/ws");
-        let e = c
-            .apply_env(|k| (k == "LOCALGPT_PORT").then(|| "x".into()))
-            .unwrap_err();
-        assert!(e.to_string().contains("LOCALGPT_PORT"));
-    }
-
-    #[test]
-    fn redaction_hides_secrets() {
-        let mut c = Config::default();
-        c.server.auth_token = "hunter2".into();
-        c.providers.anthropic.api_key = "sk-ant-secret".into();
-        let shown = c.redacted_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains("sk-ant-secret"));
-        assert!(shown.contains("<redacted>"));
-    }
-
-    #[test]
-    fn hhmm() {
-        assert_eq!(parse_hhmm("08:30"), Some(510));
-        assert_eq!(parse_hhmm("23:59"), Some(1439));
-        assert_eq!(parse_hhmm("24:00"), None);
-        assert_eq!(parse_hhmm("8:30"), None);
-    }
-}
+mod tests;

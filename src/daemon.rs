@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select};
 use log::{info, warn};
 
-use crate::app::App;
+use crate::app::{App, OpenError};
+use crate::client::ClientError;
 use crate::config::{Config, ConfigError};
+use crate::memory::MemoryError;
 use crate::paths::{self, Paths};
 
 /// Exit statuses, documented in the README and used by the systemd unit.
@@ -41,22 +43,48 @@ pub enum DaemonError {
         pid_file: PathBuf,
     },
     PortInUse(SocketAddr),
-    Io(String),
+    /// A system call failed: what was being done, and the OS's error.
+    System {
+        doing: String,
+        source: io::Error,
+    },
+    /// The daemon's state (memory, sessions, tool policy) could not be opened.
+    Open(OpenError),
+    /// The memory index failed (the `memory` commands).
+    Memory(MemoryError),
+    /// The running daemon could not be reached or refused the request.
+    Client(ClientError),
     ListenerFailed(String),
     /// The background daemon exited during start with this status; `log` is what it wrote.
     Exited {
         code: i32,
         log: String,
     },
+    /// Something did not happen within its time (the daemon answering, or stopping).
+    TimedOut(String),
+    /// The command cannot do what was asked in this situation; the message says why.
+    Refused(String),
+}
+
+/// Maps an `io::Error` to [`DaemonError::System`] saying what was being done.
+pub fn sys(doing: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
+    let doing = doing.into();
+    move |source| DaemonError::System { doing, source }
 }
 
 impl DaemonError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            DaemonError::Config(_) => exit::CONFIG,
+            DaemonError::Config(_) | DaemonError::Open(OpenError::Config(_)) => exit::CONFIG,
             DaemonError::AlreadyRunning { .. } | DaemonError::PortInUse(_) => exit::UNAVAILABLE,
-            DaemonError::Io(_) | DaemonError::ListenerFailed(_) => exit::FAILURE,
             DaemonError::Exited { code, .. } => *code,
+            DaemonError::System { .. }
+            | DaemonError::Open(_)
+            | DaemonError::Memory(_)
+            | DaemonError::Client(_)
+            | DaemonError::ListenerFailed(_)
+            | DaemonError::TimedOut(_)
+            | DaemonError::Refused(_) => exit::FAILURE,
         }
     }
 }
@@ -81,8 +109,14 @@ impl fmt::Display for DaemonError {
                 f,
                 "cannot listen on {addr}: the address is already in use (another program, or set server.port)"
             ),
-            DaemonError::Io(e) => write!(f, "{e}"),
-            DaemonError::ListenerFailed(e) => write!(f, "{e}"),
+            DaemonError::System { doing, source } => write!(f, "{doing}: {source}"),
+            DaemonError::Open(OpenError::Config(e)) => write!(f, "bad config: {e}"),
+            DaemonError::Open(e) => write!(f, "{e}"),
+            DaemonError::Memory(e) => write!(f, "{e}"),
+            DaemonError::Client(e) => write!(f, "{e}"),
+            DaemonError::ListenerFailed(e) | DaemonError::TimedOut(e) | DaemonError::Refused(e) => {
+                write!(f, "{e}")
+            }
             DaemonError::Exited { code, log } => {
                 write!(f, "the daemon exited during start (status {code}):\n{log}")
             }
@@ -93,6 +127,24 @@ impl fmt::Display for DaemonError {
 impl From<ConfigError> for DaemonError {
     fn from(e: ConfigError) -> Self {
         DaemonError::Config(e)
+    }
+}
+
+impl From<OpenError> for DaemonError {
+    fn from(e: OpenError) -> Self {
+        DaemonError::Open(e)
+    }
+}
+
+impl From<MemoryError> for DaemonError {
+    fn from(e: MemoryError) -> Self {
+        DaemonError::Memory(e)
+    }
+}
+
+impl From<ClientError> for DaemonError {
+    fn from(e: ClientError) -> Self {
+        DaemonError::Client(e)
     }
 }
 
@@ -126,9 +178,7 @@ impl PidFile {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| {
-                DaemonError::Io(format!("cannot open pid file {}: {e}", path.display()))
-            })?;
+            .map_err(sys(format!("cannot open pid file {}", path.display())))?;
         if file.try_lock().is_err() {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
@@ -152,11 +202,13 @@ impl PidFile {
             Some(a) => format!("{}\n{a}\n", std::process::id()),
             None => format!("{}\n", std::process::id()),
         };
-        let io = |e: io::Error| DaemonError::Io(format!("cannot write pid file: {e}"));
-        self.file.set_len(0).map_err(io)?;
-        self.file.rewind().map_err(io)?;
-        self.file.write_all(text.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        let doing = format!("cannot write pid file {}", self.path.display());
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.rewind())
+            .and_then(|()| self.file.write_all(text.as_bytes()))
+            .and_then(|()| self.file.sync_data())
+            .map_err(sys(doing))
     }
 
     /// Whether a live daemon holds the pid file at `path`, and what it wrote there.
@@ -195,13 +247,13 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
     let (config, paths) = load(opts.config.as_deref())?;
     paths
         .create_dirs()
-        .map_err(|e| DaemonError::Io(e.to_string()))?;
+        .map_err(sys("cannot create directories"))?;
     let log_file = opts.log_file.clone();
     crate::logging::init(
         crate::logging::level(&config.logging.level, opts.verbose),
         log_file.as_deref(),
     )
-    .map_err(|e| DaemonError::Io(format!("cannot open log file: {e}")))?;
+    .map_err(sys("cannot open log file"))?;
 
     // Installed before anything can see us (the pid file), so an early SIGTERM is a clean
     // stop, not a kill. Signals become channel messages, so the main thread waits on them
@@ -211,7 +263,7 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])
-    .map_err(|e| DaemonError::Io(format!("cannot install signal handlers: {e}")))?;
+    .map_err(sys("cannot install signal handlers"))?;
     let signal_handle = signals.handle();
     std::thread::Builder::new()
         .name("signals".into())
@@ -222,7 +274,7 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
                 }
             }
         })
-        .map_err(|e| DaemonError::Io(e.to_string()))?;
+        .map_err(sys("cannot start the signal thread"))?;
 
     let mut pid_file = PidFile::acquire(&paths.pid_file())?;
     let socket = if config.server.enabled {
@@ -232,16 +284,17 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
     };
 
     let grace = config.server.shutdown_grace.get();
-    let app = Arc::new(App::open(config, paths).map_err(DaemonError::Io)?);
+    let app = Arc::new(App::open(config, paths)?);
     let scanner = app
+        .agent
         .memory
         .spawn_scanner(app.config.memory.scan_interval.get());
-    let heartbeat = crate::heartbeat::Timer::spawn(app.clone());
+    let heartbeat = crate::heartbeat::Timer::spawn(app.heartbeat.clone(), app.agent.clone());
     let (fatal_tx, fatal_rx) = bounded::<String>(1);
     let server = match socket {
         Some(socket) => {
             let server = crate::server::start(app.clone(), socket, fatal_tx)
-                .map_err(|e| DaemonError::Io(format!("cannot start the HTTP server: {e}")))?;
+                .map_err(sys("cannot start the HTTP server"))?;
             let addr = server.local_addr();
             pid_file.write(Some(addr))?;
             info!(
@@ -290,15 +343,10 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
 const LISTEN_BACKLOG: i32 = 1024;
 
 fn bind(config: &Config) -> Result<TcpListener, DaemonError> {
-    let ip = config
-        .server
-        .bind
-        .parse()
-        .map_err(|_| DaemonError::Io(format!("bad bind address {}", config.server.bind)))?;
-    let addr = SocketAddr::new(ip, config.server.port);
+    let addr = config.server.addr();
     let listener = TcpListener::bind(addr).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => DaemonError::PortInUse(addr),
-        _ => DaemonError::Io(format!("cannot listen on {addr}: {e}")),
+        _ => sys(format!("cannot listen on {addr}"))(e),
     })?;
     // tiny_http writes a response's head and body separately and never sets TCP_NODELAY:
     // on a keep-alive connection, Nagle then holds the body until the client's delayed ACK,
@@ -349,7 +397,7 @@ pub fn start_background(
     let (config, paths) = load(config_flag)?;
     paths
         .create_dirs()
-        .map_err(|e| DaemonError::Io(e.to_string()))?;
+        .map_err(sys("cannot create directories"))?;
     if let Some(running) = PidFile::probe(&paths.pid_file()) {
         return Err(DaemonError::AlreadyRunning {
             pid: Some(running.pid),
@@ -361,13 +409,11 @@ pub fn start_background(
         .create(true)
         .append(true)
         .open(&log_path)
-        .map_err(|e| DaemonError::Io(format!("cannot open {}: {e}", log_path.display())))?;
+        .map_err(sys(format!("cannot open {}", log_path.display())))?;
     let _ = paths::make_private(&log_path);
     let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let stderr = log
-        .try_clone()
-        .map_err(|e| DaemonError::Io(e.to_string()))?;
-    let exe = std::env::current_exe().map_err(|e| DaemonError::Io(e.to_string()))?;
+    let stderr = log.try_clone().map_err(sys("cannot share the log file"))?;
+    let exe = std::env::current_exe().map_err(sys("cannot find our own executable"))?;
     let mut cmd = Command::new(exe);
     if let Some(c) = config_flag {
         cmd.arg("--config").arg(c);
@@ -384,7 +430,7 @@ pub fn start_background(
         .process_group(0);
     let mut child = cmd
         .spawn()
-        .map_err(|e| DaemonError::Io(format!("cannot start the daemon process: {e}")))?;
+        .map_err(sys("cannot start the daemon process"))?;
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let client = crate::client::Client::from_config(&config);
@@ -407,7 +453,7 @@ pub fn start_background(
             }
         }
         if Instant::now() > deadline {
-            return Err(DaemonError::Io(format!(
+            return Err(DaemonError::TimedOut(format!(
                 "the daemon did not answer /health within 15s; see {}",
                 log_path.display()
             )));
@@ -432,15 +478,15 @@ pub fn stop(paths: &Paths, grace: Duration) -> Result<Option<u32>, DaemonError> 
         return Ok(None);
     };
     let pid = rustix::process::Pid::from_raw(info.pid as i32)
-        .ok_or_else(|| DaemonError::Io(format!("bad pid {} in pid file", info.pid)))?;
+        .ok_or_else(|| DaemonError::Refused(format!("bad pid {} in pid file", info.pid)))?;
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-        .map_err(|e| DaemonError::Io(format!("cannot signal pid {}: {e}", info.pid)))?;
+        .map_err(|e| sys(format!("cannot signal pid {}", info.pid))(e.into()))?;
     let deadline = Instant::now() + grace + Duration::from_secs(5);
     // The lock goes with the pid file, a moment before the last log lines are flushed and
     // the process ends: wait for the end, so what follows a stop sees the whole log.
     while PidFile::probe(&paths.pid_file()).is_some() || running(pid) {
         if Instant::now() > deadline {
-            return Err(DaemonError::Io(format!(
+            return Err(DaemonError::TimedOut(format!(
                 "pid {} did not stop within {:?}",
                 info.pid,
                 grace + Duration::from_secs(5)

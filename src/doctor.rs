@@ -2,14 +2,14 @@
 //! changes nothing on disk except probe files it removes again; databases are opened
 //! read-only.
 
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ProviderKind};
 use crate::daemon::PidFile;
 use crate::paths::Paths;
 
@@ -300,14 +300,7 @@ fn port(config: &Config) -> Check {
     if !s.enabled {
         return Check::ok("port", "HTTP server disabled");
     }
-    let Ok(ip) = s.bind.parse::<std::net::IpAddr>() else {
-        return Check::fail(
-            "port",
-            format!("server.bind {:?} is not an IP address", s.bind),
-            "set server.bind to an address such as 127.0.0.1",
-        );
-    };
-    let addr = SocketAddr::new(ip, s.port);
+    let addr = s.addr();
     match TcpListener::bind(addr) {
         Ok(_) => Check::ok("port", format!("{addr} is free")),
         Err(e) => Check::fail(
@@ -326,16 +319,9 @@ fn port(config: &Config) -> Check {
 fn provider(config: &Config) -> Check {
     let model = &config.agent.default_model;
     let what = format!("provider for {model}");
-    let Ok((provider, _)) = crate::config::split_model(model) else {
-        return Check::fail(
-            what,
-            "agent.default_model is not provider/model",
-            "set agent.default_model, e.g. \"anthropic/claude-sonnet-4-5\"",
-        );
-    };
     let p = &config.providers;
-    match provider {
-        "claude-cli" => match find_in_path(&p.claude_cli.command) {
+    match model.provider() {
+        ProviderKind::ClaudeCli => match find_in_path(&p.claude_cli.command) {
             Some(found) => Check::ok(what, format!("{} found", found.display())),
             None => Check::fail(
                 what,
@@ -343,21 +329,25 @@ fn provider(config: &Config) -> Check {
                 "install Claude Code, set providers.claude_cli.command, or choose another agent.default_model",
             ),
         },
-        "anthropic" if p.anthropic.api_key.is_empty() => Check::fail(
+        ProviderKind::Anthropic if p.anthropic.api_key.is_empty() => Check::fail(
             what,
             "no API key",
             "set providers.anthropic.api_key or ANTHROPIC_API_KEY",
         ),
-        "openai" if p.openai.api_key.is_empty() && p.openai.base_url.contains("api.openai.com") => {
+        ProviderKind::OpenAi
+            if p.openai.api_key.is_empty() && p.openai.base_url.contains("api.openai.com") =>
+        {
             Check::fail(
                 what,
                 "no API key",
                 "set providers.openai.api_key or OPENAI_API_KEY",
             )
         }
-        "anthropic" => reachable(what, &p.anthropic.base_url, "providers.anthropic.base_url"),
-        "openai" => reachable(what, &p.openai.base_url, "providers.openai.base_url"),
-        _ => reachable(
+        ProviderKind::Anthropic => {
+            reachable(what, &p.anthropic.base_url, "providers.anthropic.base_url")
+        }
+        ProviderKind::OpenAi => reachable(what, &p.openai.base_url, "providers.openai.base_url"),
+        ProviderKind::Ollama => reachable(
             what,
             &p.ollama.base_url,
             "providers.ollama.base_url (is `ollama serve` running?)",

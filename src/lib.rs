@@ -21,4 +21,5 @@ pub mod paths;
 pub mod providers;
 pub mod server;
 pub mod sessions;
+pub mod sync;
 pub mod terminal;

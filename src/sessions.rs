@@ -8,6 +8,7 @@
 //! writing into a damaged file). A damaged file is never deleted: at the next start it is
 //! moved aside as `sessions.sqlite.corrupt-<time>` and a new database is created.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -18,6 +19,7 @@ use rusqlite::{Connection, ErrorCode, FileControl, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::providers::{Message, Role, ToolCall};
+use crate::sync::lock;
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -86,6 +88,26 @@ pub struct SessionContext {
 pub struct SessionStore {
     path: PathBuf,
     state: Mutex<State>,
+    /// Sessions with a turn in progress; a second concurrent turn on one is refused.
+    busy: Mutex<HashSet<String>>,
+}
+
+/// A session claimed for one turn; dropping it frees the session.
+pub struct Claim<'a> {
+    store: &'a SessionStore,
+    id: String,
+}
+
+impl Claim<'_> {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        lock(&self.store.busy).remove(&self.id);
+    }
 }
 
 struct State {
@@ -234,6 +256,15 @@ impl SessionStore {
                 conn: Some(conn),
                 damaged: None,
             }),
+            busy: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Marks session `id` busy for a turn; `None` when it is in one already.
+    pub fn claim(&self, id: &str) -> Option<Claim<'_>> {
+        lock(&self.busy).insert(id.to_string()).then(|| Claim {
+            store: self,
+            id: id.to_string(),
         })
     }
 
@@ -247,7 +278,7 @@ impl SessionStore {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
         let state = &mut *state;
         if state.conn.as_ref().is_some_and(|c| moved(c, &self.path)) {
             warn!(

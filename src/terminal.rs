@@ -6,24 +6,17 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::agent::chat::{ChatParams, resolve, run_chat};
-use crate::agent::turn::Unattended;
+use crate::agent::chat::{self, ChatParams};
+use crate::agent::events::{Answer, TurnEvent, Unattended};
 use crate::app::App;
-use crate::client::{Bound, Client};
-use crate::daemon::{self, PidFile};
+use crate::client::{Bound, Client, ClientError};
+use crate::daemon::{self, DaemonError, PidFile, sys};
 
-/// Why a terminal command failed.
-#[derive(Debug)]
-pub struct TerminalError(pub String);
-
-impl std::fmt::Display for TerminalError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn err(e: impl std::fmt::Display) -> TerminalError {
-    TerminalError(e.to_string())
+/// An answer from the daemon that is not what its API says it sends.
+fn unexpected(what: &str, e: impl std::fmt::Display) -> DaemonError {
+    DaemonError::Client(ClientError::Unreachable(format!(
+        "the daemon's {what} could not be read: {e}"
+    )))
 }
 
 /// `localgpt ask`: through the daemon when one runs, else in this process. Prints the
@@ -33,33 +26,45 @@ pub fn ask(
     question: &str,
     model: Option<&str>,
     json: bool,
-) -> Result<(), TerminalError> {
-    let (config, paths) = daemon::load(config_flag).map_err(err)?;
-    let answer = match PidFile::probe(&paths.pid_file()).and_then(|i| i.addr) {
+) -> Result<(), DaemonError> {
+    let (config, paths) = daemon::load(config_flag)?;
+    let answer: Answer = match PidFile::probe(&paths.pid_file()).and_then(|i| i.addr) {
         Some(addr) => {
             let mut body = json!({"message": question});
             if let Some(m) = model {
                 body["model"] = json!(m);
             }
-            Client::patient(&config)
-                .at(addr)
-                .post("/api/chat", &body)
-                .map_err(err)?
+            let value = Client::patient(&config).at(addr).post("/api/chat", &body)?;
+            serde_json::from_value(value).map_err(|e| unexpected("answer", e))?
         }
         None => {
-            paths.create_dirs().map_err(err)?;
-            let app = App::open(config, paths).map_err(err)?;
+            let model = model
+                .map(|m| m.parse())
+                .transpose()
+                .map_err(|why| DaemonError::Refused(format!("--model: {why}")))?;
+            paths
+                .create_dirs()
+                .map_err(sys("cannot create directories"))?;
+            let app = App::open(config, paths)?;
             // Without a daemon nobody keeps the index current: catch up first.
-            app.memory.reindex(false, None).map_err(err)?;
+            app.agent.memory.reindex(false, None)?;
             let params = ChatParams {
                 message: question.to_string(),
-                model: model.map(str::to_string),
+                model,
                 include_memory: true,
                 session_id: None,
             };
-            let (model, _) = resolve(&app, &params, false).map_err(err)?;
-            let outcome = run_chat(&app, &params, &model, None, &mut Unattended).map_err(err)?;
-            crate::server::handlers::chat::outcome_json(&outcome, None)
+            let failed = |e: crate::agent::AgentError| DaemonError::Refused(e.to_string());
+            let prepared =
+                chat::prepare(&app.agent, &app.sessions, &params, false).map_err(failed)?;
+            chat::run(
+                &app.agent,
+                &app.sessions,
+                &params,
+                prepared,
+                &mut Unattended,
+            )
+            .map_err(failed)?
         }
     };
     if json {
@@ -68,7 +73,7 @@ pub fn ask(
             serde_json::to_string_pretty(&answer).unwrap_or_default()
         );
     } else {
-        println!("{}", answer["response"].as_str().unwrap_or(""));
+        println!("{}", answer.response);
     }
     Ok(())
 }
@@ -78,16 +83,20 @@ pub fn chat(
     config_flag: Option<&Path>,
     session: Option<String>,
     model: Option<&str>,
-) -> Result<(), TerminalError> {
-    let (config, paths) = daemon::load(config_flag).map_err(err)?;
+) -> Result<(), DaemonError> {
+    let (config, paths) = daemon::load(config_flag)?;
     let addr = PidFile::probe(&paths.pid_file())
         .and_then(|i| i.addr)
-        .ok_or_else(|| err("the daemon is not running; start it with `localgpt daemon start`"))?;
+        .ok_or_else(|| {
+            DaemonError::Refused(
+                "the daemon is not running; start it with `localgpt daemon start`".into(),
+            )
+        })?;
     let client = Client::patient(&config);
     let bound = client.at(addr);
     let mut session = match session {
         Some(id) => {
-            bound.get(&format!("/api/sessions/{id}")).map_err(err)?;
+            bound.get(&format!("/api/sessions/{id}"))?;
             id
         }
         None => new_session(&bound, model)?,
@@ -125,16 +134,16 @@ pub fn chat(
     }
 }
 
-fn new_session(bound: &Bound<'_>, model: Option<&str>) -> Result<String, TerminalError> {
+fn new_session(bound: &Bound<'_>, model: Option<&str>) -> Result<String, DaemonError> {
     let body = match model {
         Some(m) => json!({"model": m}),
         None => json!({}),
     };
-    let created = bound.post("/api/sessions", &body).map_err(err)?;
+    let created = bound.post("/api/sessions", &body)?;
     created["session_id"]
         .as_str()
         .map(str::to_string)
-        .ok_or_else(|| err("the daemon did not return a session id"))
+        .ok_or_else(|| unexpected("new session", "no session_id"))
 }
 
 /// Sends one message to `/api/chat/stream` and prints events as they arrive, asking the
@@ -144,75 +153,66 @@ fn stream_turn(
     session: &str,
     body: &Value,
     input: &mut impl Iterator<Item = std::io::Result<String>>,
-) -> Result<(), TerminalError> {
-    let resp = bound.post_stream("/api/chat/stream", body).map_err(err)?;
+) -> Result<(), DaemonError> {
+    let resp = bound.post_stream("/api/chat/stream", body)?;
     let reader = BufReader::new(resp.into_body().into_reader());
     let mut out = std::io::stdout();
     for line in reader.lines() {
-        let line = line.map_err(err)?;
+        let line = line.map_err(sys("reading the stream"))?;
         let Some(data) = line.strip_prefix("data: ") else {
             continue;
         };
         if data == "[DONE]" {
             break;
         }
-        let Ok(event) = serde_json::from_str::<Value>(data) else {
-            continue;
+        let event: TurnEvent = match serde_json::from_str(data) {
+            Ok(e) => e,
+            Err(e) => {
+                log::debug!("skipping an event this client does not know: {e}");
+                continue;
+            }
         };
-        match event["type"].as_str().unwrap_or("") {
-            "content" => {
-                let _ = write!(out, "{}", event["delta"].as_str().unwrap_or(""));
+        match event {
+            TurnEvent::Content { delta } => {
+                let _ = write!(out, "{delta}");
                 let _ = out.flush();
             }
-            "tool_start" => {
-                let _ = writeln!(
-                    out,
-                    "\n[tool {} {}]",
-                    event["name"].as_str().unwrap_or("?"),
-                    event["arguments"]
-                );
+            TurnEvent::ToolStart {
+                name, arguments, ..
+            } => {
+                let _ = writeln!(out, "\n[tool {name} {arguments}]");
             }
-            "tool_end" if event["is_error"] == true => {
-                let first = event["output"]
-                    .as_str()
-                    .unwrap_or("")
-                    .lines()
-                    .next()
-                    .unwrap_or("");
-                let _ = writeln!(
-                    out,
-                    "[tool {} failed: {first}]",
-                    event["name"].as_str().unwrap_or("?")
-                );
+            TurnEvent::ToolEnd {
+                name,
+                output,
+                is_error: true,
+                ..
+            } => {
+                let first = output.lines().next().unwrap_or("");
+                let _ = writeln!(out, "[tool {name} failed: {first}]");
             }
-            "approval_required" => {
-                print!(
-                    "\nAllow tool {} with {}? [y/N] ",
-                    event["tool"].as_str().unwrap_or("?"),
-                    event["arguments"]
-                );
+            TurnEvent::ApprovalRequired {
+                request_id,
+                tool,
+                arguments,
+            } => {
+                print!("\nAllow tool {tool} with {arguments}? [y/N] ");
                 let _ = out.flush();
                 let yes = matches!(input.next(), Some(Ok(a)) if a.trim().eq_ignore_ascii_case("y") || a.trim().eq_ignore_ascii_case("yes"));
                 let decision = if yes { "approve" } else { "deny" };
-                let answer = json!({"request_id": event["request_id"], "decision": decision});
+                let answer = json!({"request_id": request_id, "decision": decision});
                 let path = format!("/api/sessions/{session}/approve");
                 if let Err(e) = bound.post(&path, &answer) {
                     let _ = writeln!(out, "[could not send the decision: {e}]");
                 }
             }
-            "error" => {
-                let _ = writeln!(
-                    out,
-                    "\n[error {}: {}]",
-                    event["code"].as_str().unwrap_or(""),
-                    event["message"].as_str().unwrap_or("")
-                );
+            TurnEvent::Error { code, message } => {
+                let _ = writeln!(out, "\n[error {code}: {message}]");
             }
-            "done" => {
-                let t = &event["tokens"];
-                let _ = writeln!(out, "\n[{} tokens]", t["total"]);
+            TurnEvent::Done(answer) => {
+                let _ = writeln!(out, "\n[{} tokens]", answer.tokens.total);
             }
-            _ => {}
+            TurnEvent::Session { .. } | TurnEvent::ToolEnd { .. } => {}
         }
     }
     Ok(())

@@ -1,11 +1,14 @@
-//! Which tool calls need a human decision, and what happens when nobody can give one.
+//! Which tool calls need a human decision, the one registry where decisions arrive, and
+//! what happens when nobody can give one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
-use crate::config::{Config, Fallback};
+use crate::config::{Fallback, ToolPattern};
+use crate::sync::lock;
 
 /// The verdict on one tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +28,18 @@ impl Decision {
             )),
         }
     }
+
+    /// A client's decision as the API spells it: `"approve"` or `"deny"` (and their
+    /// common synonyms); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Decision> {
+        match s {
+            "approve" | "approved" | "allow" => Some(Decision::Approve),
+            "deny" | "denied" | "reject" => Some(Decision::Deny(
+                "the user denied this tool call. Do not retry it; answer without it.".into(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The approval rules of one kind of turn.
@@ -33,49 +48,75 @@ pub struct Policy {
     /// Tools offered to the model.
     pub offered: Vec<String>,
     /// Offered tools that need a decision before they run.
-    pub require_approval: Vec<String>,
+    pub require_approval: Vec<ToolPattern>,
     pub fallback: Fallback,
 }
 
 impl Policy {
-    /// Chat turns: every tool offered; `tools.require_approval` need a decision.
-    pub fn for_chat(config: &Config) -> Policy {
+    /// Chat turns: every tool offered; those matching `tools.require_approval` need a
+    /// decision.
+    pub fn for_chat(tools: &[&str], require: &[ToolPattern], fallback: Fallback) -> Policy {
         Policy {
-            offered: super::tools::ALL.iter().map(|s| s.to_string()).collect(),
-            require_approval: config.tools.require_approval.clone(),
-            fallback: config.tools.approval_fallback,
+            offered: tools.iter().map(|s| s.to_string()).collect(),
+            require_approval: require.to_vec(),
+            fallback,
         }
     }
 
-    /// Heartbeat turns: nobody is there, so only `heartbeat.allowed_tools` run freely and
-    /// every other tool gets the fallback (deny by default).
-    pub fn for_heartbeat(config: &Config) -> Policy {
-        let allowed = &config.heartbeat.allowed_tools;
+    /// Heartbeat turns: nobody is there, so only tools matching `heartbeat.allowed_tools`
+    /// run freely and every other tool gets the fallback (deny by default).
+    pub fn for_heartbeat(tools: &[&str], allowed: &[ToolPattern], fallback: Fallback) -> Policy {
         Policy {
-            offered: super::tools::ALL.iter().map(|s| s.to_string()).collect(),
-            require_approval: super::tools::ALL
+            offered: tools.iter().map(|s| s.to_string()).collect(),
+            require_approval: tools
                 .iter()
-                .filter(|t| !allowed.iter().any(|a| a == *t))
-                .map(|s| s.to_string())
+                .filter(|t| !allowed.iter().any(|a| a.matches(t)))
+                .filter_map(|t| t.parse().ok())
                 .collect(),
-            fallback: config.tools.approval_fallback,
+            fallback,
         }
+    }
+
+    pub fn offers(&self, tool: &str) -> bool {
+        self.offered.iter().any(|t| t == tool)
     }
 
     pub fn needs_approval(&self, tool: &str) -> bool {
-        self.require_approval.iter().any(|t| t == tool)
+        self.require_approval.iter().any(|p| p.matches(tool))
     }
 }
 
+/// Who can decide on a tool call in a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approver {
+    /// A client watching the turn's events: requests are registered under this session
+    /// and decided through [`Approvals::decide`] (by `POST /api/sessions/{id}/approve`
+    /// or the client's own channel).
+    Client { session_id: String },
+    /// Nobody can answer; the fallback applies, for this reason.
+    Nobody(&'static str),
+}
+
+/// How waiting for a decision ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waited {
+    Decided(Decision),
+    TimedOut,
+    /// The client went away or cancelled the turn.
+    Gone,
+}
+
+type Entry = (String, Sender<Decision>);
+
 /// Approval requests waiting for a client's decision, by request id.
 #[derive(Default)]
-pub struct Approvals(Mutex<HashMap<String, (String, Sender<Decision>)>>);
+pub struct Approvals(Mutex<HashMap<String, Entry>>);
 
 /// A registered request; dropping it withdraws the request.
 pub struct Pending<'a> {
     approvals: &'a Approvals,
     pub request_id: String,
-    pub decision: Receiver<Decision>,
+    decision: Receiver<Decision>,
 }
 
 impl Approvals {
@@ -83,8 +124,7 @@ impl Approvals {
     pub fn register(&self, session_id: &str) -> Pending<'_> {
         let request_id = format!("apr_{}", uuid::Uuid::new_v4().simple());
         let (tx, rx) = bounded(1);
-        self.lock()
-            .insert(request_id.clone(), (session_id.to_string(), tx));
+        lock(&self.0).insert(request_id.clone(), (session_id.to_string(), tx));
         Pending {
             approvals: self,
             request_id,
@@ -94,40 +134,101 @@ impl Approvals {
 
     /// Delivers a decision; false when no such request is waiting for that session.
     pub fn decide(&self, session_id: &str, request_id: &str, decision: Decision) -> bool {
-        let map = self.lock();
-        match map.get(request_id) {
+        match lock(&self.0).get(request_id) {
             Some((session, tx)) if session == session_id => tx.try_send(decision).is_ok(),
             _ => false,
         }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Sender<Decision>)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+/// How often a waiting approval looks whether its client is still there.
+const GONE_CHECK: Duration = Duration::from_millis(250);
+
+impl Pending<'_> {
+    /// Waits up to `timeout` for the decision, giving up early once `gone()` says the
+    /// client left.
+    pub fn wait(&self, timeout: Duration, gone: &dyn Fn() -> bool) -> Waited {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Waited::TimedOut;
+            }
+            match self.decision.recv_timeout(left.min(GONE_CHECK)) {
+                Ok(d) => return Waited::Decided(d),
+                Err(RecvTimeoutError::Timeout) if gone() => return Waited::Gone,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Waited::Gone,
+            }
+        }
+    }
+
+    /// The decision if one has arrived.
+    pub fn try_decision(&self) -> Option<Decision> {
+        self.decision.try_recv().ok()
     }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.approvals.lock().remove(&self.request_id);
+        lock(&self.approvals.0).remove(&self.request_id);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    const TOOLS: &[&str] = &[
+        "memory_search",
+        "bash",
+        "write_file",
+        "edit_file",
+        "web_fetch",
+    ];
 
     #[test]
     fn defaults() {
         let c = Config::default();
-        let chat = Policy::for_chat(&c);
+        let chat = Policy::for_chat(TOOLS, &c.tools.require_approval, c.tools.approval_fallback);
         assert!(chat.needs_approval("bash") && chat.needs_approval("write_file"));
         assert!(!chat.needs_approval("memory_search"));
-        let hb = Policy::for_heartbeat(&c);
+        let hb =
+            Policy::for_heartbeat(TOOLS, &c.heartbeat.allowed_tools, c.tools.approval_fallback);
         assert!(hb.needs_approval("bash") && hb.needs_approval("web_fetch"));
-        assert!(!hb.needs_approval("edit_file") && !hb.needs_approval("memory_append"));
+        assert!(!hb.needs_approval("edit_file") && !hb.needs_approval("memory_search"));
         assert!(matches!(
             Decision::fallback(Fallback::Deny, "bash", "x"),
             Decision::Deny(_)
         ));
+    }
+
+    #[test]
+    fn patterns_need_approval() {
+        let p = Policy::for_chat(
+            &["mcp_time_now", "bash"],
+            &["mcp_*".parse().unwrap()],
+            Fallback::Deny,
+        );
+        assert!(p.needs_approval("mcp_time_now") && !p.needs_approval("bash"));
+    }
+
+    #[test]
+    fn a_decision_reaches_only_its_session() {
+        let approvals = Approvals::default();
+        let pending = approvals.register("s1");
+        assert!(!approvals.decide("s2", &pending.request_id, Decision::Approve));
+        assert!(approvals.decide("s1", &pending.request_id, Decision::Approve));
+        assert_eq!(
+            pending.wait(Duration::from_secs(5), &|| false),
+            Waited::Decided(Decision::Approve)
+        );
+        let id = pending.request_id.clone();
+        drop(pending);
+        assert!(!approvals.decide("s1", &id, Decision::Approve), "withdrawn");
+        let p = approvals.register("s1");
+        assert_eq!(p.wait(Duration::ZERO, &|| false), Waited::TimedOut);
+        assert_eq!(p.wait(Duration::from_secs(5), &|| true), Waited::Gone);
     }
 }

@@ -1,22 +1,19 @@
-//! One agent turn: prompt, model call, tool loop, until the model answers in words.
+//! One agent turn: prompt, model call, tool loop, until the model answers in words. Every
+//! step is told to the turn's [`TurnSink`] as a [`TurnEvent`].
 
 use std::collections::HashSet;
-use std::fmt;
 
-use serde::Serialize;
-use serde_json::Value;
-
-use super::approval::{Decision, Policy};
+use super::approval::{Approver, Decision, Policy, Waited};
+use super::events::{Answer, EVENT_OUTPUT_CHARS, ToolUse, TurnEvent, TurnSink};
 use super::tools::{self, ToolOutput};
-use crate::app::App;
-use crate::config::Fallback;
+use super::{Agent, AgentError};
+use crate::config::ModelRef;
 use crate::providers::{ChatRequest, Message, ProviderError, ToolCall, Usage};
 
 /// What a turn is asked to do.
 #[derive(Debug, Clone)]
 pub struct TurnInput {
-    /// `provider/model`.
-    pub model: String,
+    pub model: ModelRef,
     pub message: String,
     pub include_memory: bool,
     /// Earlier messages of the session, oldest first.
@@ -24,92 +21,25 @@ pub struct TurnInput {
     /// The summary of the session's older messages, if any were summarised.
     pub summary: Option<String>,
     pub policy: Policy,
+    pub approver: Approver,
 }
-
-/// A tool the turn used, as the API reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ToolUse {
-    pub name: String,
-    pub arguments: Value,
-}
-
-/// What a finished turn produced.
-#[derive(Debug, Clone)]
-pub struct TurnOutcome {
-    pub response: String,
-    pub model: String,
-    pub usage: Usage,
-    pub tools_used: Vec<ToolUse>,
-}
-
-/// Why a turn did not finish.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TurnError {
-    /// The model string names no provider we know.
-    BadModel(String),
-    Provider(ProviderError),
-}
-
-impl fmt::Display for TurnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TurnError::BadModel(m) => write!(f, "{m}"),
-            TurnError::Provider(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl From<ProviderError> for TurnError {
-    fn from(e: ProviderError) -> Self {
-        TurnError::Provider(e)
-    }
-}
-
-/// Hears what a turn does as it happens; the streaming routes forward it to the client.
-/// Every method has a default suited to a caller nobody watches (plain `POST /api/chat`).
-pub trait TurnEvents {
-    /// A text delta from the model; `false` cancels the turn.
-    fn delta(&mut self, _text: &str) -> bool {
-        true
-    }
-    fn tool_start(&mut self, _call: &ToolCall) {}
-    fn tool_end(&mut self, _call: &ToolCall, _output: &ToolOutput) {}
-    /// A tool needs a decision. By default nobody can answer, so the fallback applies.
-    fn approve(&mut self, call: &ToolCall, fallback: Fallback) -> Decision {
-        Decision::fallback(fallback, &call.name, "nobody can approve it on this route")
-    }
-    /// Checked between steps: a client that went away stops the turn.
-    fn cancelled(&self) -> bool {
-        false
-    }
-    /// A message joined the conversation (the user's, the model's, a tool result), in order.
-    fn message(&mut self, _msg: &Message) {}
-}
-
-/// A listener that ignores everything (the fallback decides approvals).
-pub struct Unattended;
-
-impl TurnEvents for Unattended {}
 
 /// Runs one turn to its end.
 pub fn run_turn(
-    app: &App,
-    input: TurnInput,
-    events: &mut dyn TurnEvents,
-) -> Result<TurnOutcome, TurnError> {
-    let (provider, model_name) = app
-        .providers
-        .get(&input.model)
-        .map_err(TurnError::BadModel)?;
-    let agent = &app.config.agent;
+    agent: &Agent,
+    mut input: TurnInput,
+    sink: &mut dyn TurnSink,
+) -> Result<Answer, AgentError> {
+    let provider = agent.providers.get(&input.model);
+    let settings = &agent.settings;
     let offered: Vec<&str> = input.policy.offered.iter().map(String::as_str).collect();
     let specs = tools::specs(&offered);
-    let now = crate::clock::local(jiff::Timestamp::now(), &app.zone);
+    let now = crate::clock::local(agent.clock.now(), agent.zone.tz());
     let mut system = super::prompt::system_prompt(
-        app.memory.workspace(),
+        agent.memory.workspace(),
         &now,
         input.include_memory,
-        agent.memory_context_chars,
+        settings.memory_context_chars,
         !specs.is_empty(),
     );
     if let Some(summary) = &input.summary {
@@ -118,40 +48,52 @@ pub fn run_turn(
         system.push('\n');
     }
 
-    let mut messages = input.history;
-    let user = Message::user(input.message);
-    events.message(&user);
+    let mut messages = std::mem::take(&mut input.history);
+    let user = Message::user(std::mem::take(&mut input.message));
+    sink.message(&user);
     messages.push(user);
     let mut usage = Usage::default();
     let mut tools_used = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut last_text = String::new();
+    let model = input.model.to_string();
+    let answer = |response: String, usage: Usage, tools_used: Vec<ToolUse>| Answer {
+        response,
+        model: model.clone(),
+        tokens: usage.into(),
+        tools_used,
+        session_id: None,
+    };
 
-    for round in 0..agent.max_tool_iterations {
-        if events.cancelled() {
+    for round in 0..settings.max_tool_iterations {
+        if sink.cancelled() {
             return Err(ProviderError::Cancelled.into());
         }
         let request = ChatRequest {
-            model: model_name.clone(),
+            model: input.model.name().to_string(),
             system: system.clone(),
             messages: messages.clone(),
             tools: specs.clone(),
-            max_tokens: agent.max_tokens,
+            max_tokens: settings.max_tokens,
         };
-        let completion = provider.complete(&request, &mut |d| events.delta(d))?;
+        let completion = provider.complete(&request, &mut |d| {
+            sink.emit(TurnEvent::Content {
+                delta: d.to_string(),
+            })
+        })?;
         usage.prompt += completion.usage.prompt;
         usage.completion += completion.usage.completion;
         last_text = completion.text.clone();
         let reply = Message::assistant(completion.text, completion.tool_calls.clone());
-        events.message(&reply);
+        sink.message(&reply);
         messages.push(reply);
         if completion.tool_calls.is_empty() {
-            return Ok(finish(input.model, last_text, usage, tools_used));
+            return Ok(answer(last_text, usage, tools_used));
         }
 
         let mut all_repeats = true;
         for call in &completion.tool_calls {
-            if events.cancelled() {
+            if sink.cancelled() {
                 return Err(ProviderError::Cancelled.into());
             }
             let key = format!("{}\u{0}{}", call.name, call.arguments);
@@ -161,24 +103,33 @@ pub fn run_turn(
                 name: call.name.clone(),
                 arguments: call.arguments.clone(),
             });
-            events.tool_start(call);
+            sink.emit(TurnEvent::ToolStart {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            });
             let output = if repeat {
                 ToolOutput::error(
                     "this exact call was already made in this turn; its result is above. Use it instead of calling again.",
                 )
-            } else if !input.policy.offered.iter().any(|t| t == &call.name) {
+            } else if !input.policy.offers(&call.name) {
                 ToolOutput::error(format!("tool {} is not available here", call.name))
             } else if input.policy.needs_approval(&call.name) {
-                match events.approve(call, input.policy.fallback) {
-                    Decision::Approve => tools::run(&app.tools, call),
+                match decide(agent, &input, call, sink) {
+                    Decision::Approve => tools::run(&agent.tools, call),
                     Decision::Deny(why) => ToolOutput::error(why),
                 }
             } else {
-                tools::run(&app.tools, call)
+                tools::run(&agent.tools, call)
             };
-            events.tool_end(call, &output);
+            sink.emit(TurnEvent::ToolEnd {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                output: tools::cap(output.text.clone(), EVENT_OUTPUT_CHARS),
+                is_error: output.is_error,
+            });
             let result = Message::tool_result(call, output.text, output.is_error);
-            events.message(&result);
+            sink.message(&result);
             messages.push(result);
         }
         if all_repeats {
@@ -187,17 +138,50 @@ pub fn run_turn(
                 &last_text,
                 "[stopped: the model kept repeating the same tool call]",
             );
-            return Ok(finish(input.model, response, usage, tools_used));
+            return Ok(answer(response, usage, tools_used));
         }
     }
     let response = join_note(
         &last_text,
         &format!(
             "[stopped: reached agent.max_tool_iterations ({}) before a final answer]",
-            agent.max_tool_iterations
+            settings.max_tool_iterations
         ),
     );
-    Ok(finish(input.model, response, usage, tools_used))
+    Ok(answer(response, usage, tools_used))
+}
+
+/// Asks whoever can decide on `call`: the client through the approval registry (bounded by
+/// `tools.approval_timeout`), or the fallback when nobody can.
+fn decide(agent: &Agent, input: &TurnInput, call: &ToolCall, sink: &mut dyn TurnSink) -> Decision {
+    let session_id = match &input.approver {
+        Approver::Nobody(why) => return Decision::fallback(input.policy.fallback, &call.name, why),
+        Approver::Client { session_id } => session_id,
+    };
+    let pending = agent.approvals.register(session_id);
+    let asked = sink.emit(TurnEvent::ApprovalRequired {
+        request_id: pending.request_id.clone(),
+        tool: call.name.clone(),
+        arguments: call.arguments.clone(),
+    });
+    if !asked {
+        return Decision::Deny("the client went away".into());
+    }
+    let timeout = agent.approval_timeout;
+    match sink.await_decision(&pending, timeout) {
+        Waited::Decided(d) => d,
+        Waited::Gone => Decision::Deny("the client went away or cancelled the turn".into()),
+        Waited::TimedOut => {
+            sink.emit(TurnEvent::Error {
+                code: "approval_timeout".into(),
+                message: format!("approval {} timed out and was denied", pending.request_id),
+            });
+            Decision::Deny(format!(
+                "tool {} was denied: nobody approved it within tools.approval_timeout ({timeout:?}). Do not retry it.",
+                call.name
+            ))
+        }
+    }
 }
 
 fn join_note(text: &str, note: &str) -> String {
@@ -205,14 +189,5 @@ fn join_note(text: &str, note: &str) -> String {
         note.to_string()
     } else {
         format!("{}\n\n{note}", text.trim_end())
-    }
-}
-
-fn finish(model: String, response: String, usage: Usage, tools_used: Vec<ToolUse>) -> TurnOutcome {
-    TurnOutcome {
-        response,
-        model,
-        usage,
-        tools_used,
     }
 }

@@ -9,14 +9,15 @@
 //!
 //! The parts: [`schedule`] (interval and active-hours maths, pure), [`state`] (run records
 //! and their file), [`run`] (one cycle), [`timer`] (the thread). [`Heartbeat`] ties them
-//! together and lives in the [`App`], so handlers, the timer and the CLI share one state.
+//! together; one is shared by the timer, the API handlers and the CLI. A run is a turn of
+//! the [`Agent`], which the heartbeat is handed rather than owns.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # use localgpt::{app::App, heartbeat::{Timer, Trigger}};
-//! # fn demo(app: Arc<App>) {
-//! let timer = Timer::spawn(app.clone());
-//! let run = app.heartbeat.run_now(&app, Trigger::Api).expect("no run in progress");
+//! # use localgpt::{agent::Agent, heartbeat::{Heartbeat, Timer, Trigger}};
+//! # fn demo(heartbeat: Arc<Heartbeat>, agent: Arc<Agent>) {
+//! let timer = Timer::spawn(heartbeat.clone(), agent.clone());
+//! let run = heartbeat.run_now(&agent, Trigger::Api).expect("no run in progress");
 //! println!("{} {:?}", run.status.as_str(), run.preview);
 //! timer.stop(std::time::Duration::from_secs(10));
 //! # }
@@ -34,9 +35,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
 
-use crate::app::App;
+use crate::agent::Agent;
 use crate::clock::Clock;
-use crate::config::{Config, HeartbeatConfig};
+use crate::config::{HeartbeatConfig, ModelRef};
+use crate::sync::lock;
 use schedule::ActiveWindow;
 use state::State;
 pub use state::{Run, RunStatus, Trigger};
@@ -85,6 +87,8 @@ struct Inner {
 /// The heartbeat's state, shared by the timer thread, the API and the CLI.
 pub struct Heartbeat {
     config: HeartbeatConfig,
+    /// `heartbeat.model`, else `agent.default_model`.
+    model: ModelRef,
     window: Option<ActiveWindow>,
     state_path: PathBuf,
     clock: Arc<dyn Clock>,
@@ -106,12 +110,19 @@ impl Drop for RunningGuard<'_> {
 
 impl Heartbeat {
     /// Loads the run history from `state_path` (a corrupt file is logged and ignored).
-    pub fn open(config: &HeartbeatConfig, state_path: &Path, clock: Arc<dyn Clock>) -> Heartbeat {
+    /// `default_model` serves when `heartbeat.model` is not set.
+    pub fn open(
+        config: &HeartbeatConfig,
+        default_model: &ModelRef,
+        state_path: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Heartbeat {
         let state = State::load(state_path);
         let started = clock.now();
         let anchor = schedule::initial_anchor(state.latest_time(), started);
         Heartbeat {
             config: config.clone(),
+            model: config.model_or(default_model).clone(),
             window: config
                 .active_hours
                 .as_ref()
@@ -139,12 +150,12 @@ impl Heartbeat {
     }
 
     /// The heartbeat's model: `heartbeat.model`, else `agent.default_model`.
-    pub fn model(&self, config: &Config) -> String {
-        if self.config.model.is_empty() {
-            config.agent.default_model.clone()
-        } else {
-            self.config.model.clone()
-        }
+    pub fn model(&self) -> &ModelRef {
+        &self.model
+    }
+
+    pub fn config(&self) -> &HeartbeatConfig {
+        &self.config
     }
 
     /// Now, by the heartbeat's clock.
@@ -180,16 +191,16 @@ impl Heartbeat {
 
     /// Runs one cycle now and records it, unless a run is already in progress. Runs asked
     /// for by hand ignore active hours (someone asked), but still skip an empty task list.
-    pub fn run_now(&self, app: &App, trigger: Trigger) -> Result<Run, Busy> {
+    pub fn run_now(&self, agent: &Agent, trigger: Trigger) -> Result<Run, Busy> {
         let (time, _guard) = self.begin(trigger)?;
-        let run = run::cycle(app, trigger, time, &self.stopping);
+        let run = run::cycle(self, agent, trigger, time);
         self.finish(&run);
         Ok(run)
     }
 
     /// One timer tick: a cycle, or a `skipped` record when a run is still in progress. A
     /// cycle that outlasted the interval records the ticks it made the timer miss.
-    pub(crate) fn tick(&self, app: &App) {
+    pub(crate) fn tick(&self, agent: &Agent) {
         match self.begin(Trigger::Timer) {
             Err(busy) => {
                 let now = self.clock.now();
@@ -207,7 +218,7 @@ impl Heartbeat {
                 self.record_locked(&mut inner, &run);
             }
             Ok((time, guard)) => {
-                let run = run::cycle(app, Trigger::Timer, time, &self.stopping);
+                let run = run::cycle(self, agent, Trigger::Timer, time);
                 self.finish(&run);
                 drop(guard);
                 let now = self.clock.now();
@@ -283,7 +294,7 @@ impl Heartbeat {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 }
 

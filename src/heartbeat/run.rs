@@ -3,18 +3,18 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::Heartbeat;
 use super::state::{Run, RunStatus, Trigger};
-use crate::agent::approval::{Decision, Policy};
-use crate::agent::turn::{TurnError, TurnEvents, TurnInput, run_turn};
-use crate::app::App;
-use crate::config::Fallback;
+use crate::agent::approval::Approver;
+use crate::agent::events::TurnSink;
+use crate::agent::turn::{TurnInput, run_turn};
+use crate::agent::{Agent, AgentError};
 use crate::memory::workspace::{HEARTBEAT_MD, is_effectively_empty};
-use crate::providers::{ProviderError, ToolCall};
+use crate::providers::ProviderError;
 
 /// The reply that means "nothing needs the user's attention".
 pub const OK_TOKEN: &str = "HEARTBEAT_OK";
@@ -152,7 +152,7 @@ pub fn alert_entry(hhmm: &str, reply: &str) -> String {
 /// provider notices at its next read, the tool loop between steps.
 struct Bounded<'a> {
     deadline: Option<Instant>,
-    stopping: &'a AtomicBool,
+    heartbeat: &'a Heartbeat,
 }
 
 impl Bounded<'_> {
@@ -161,45 +161,34 @@ impl Bounded<'_> {
     }
 }
 
-impl TurnEvents for Bounded<'_> {
-    fn delta(&mut self, _text: &str) -> bool {
+impl TurnSink for Bounded<'_> {
+    fn emit(&mut self, _event: crate::agent::events::TurnEvent) -> bool {
         !self.cancelled()
     }
 
-    fn approve(&mut self, call: &ToolCall, fallback: Fallback) -> Decision {
-        Decision::fallback(
-            fallback,
-            &call.name,
-            "nobody is there to approve it during a heartbeat",
-        )
-    }
-
     fn cancelled(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst) || self.timed_out()
+        self.heartbeat.is_stopping() || self.timed_out()
     }
 }
 
 /// Runs one cycle at `time` and returns its record (not yet stored).
-pub(super) fn cycle(app: &App, trigger: Trigger, time: Timestamp, stopping: &AtomicBool) -> Run {
+pub(super) fn cycle(hb: &Heartbeat, agent: &Agent, trigger: Trigger, time: Timestamp) -> Run {
     let began = Instant::now();
-    let hb = &app.heartbeat;
+    let zone = &agent.zone;
     let elapsed_ms =
         |since: Instant| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
     // Active hours keep the timer quiet at night; a run asked for by hand runs anyway.
     if trigger == Trigger::Timer
         && let Some(window) = hb.window()
-        && !window.contains(time, &app.zone)
+        && !window.contains(time, zone.tz())
     {
         return Run::skipped(
             time,
             trigger,
-            format!(
-                "outside active hours {window} ({})",
-                app.zone.iana_name().unwrap_or("local time")
-            ),
+            format!("outside active hours {window} ({})", zone.iana_name()),
         );
     }
-    let workspace = app.memory.workspace();
+    let workspace = agent.memory.workspace();
     let tasks = match plan(&workspace.join(HEARTBEAT_MD)) {
         Ok(Plan::Skip(why)) => return Run::skipped(time, trigger, why),
         Ok(Plan::Turn(tasks)) => tasks,
@@ -210,24 +199,25 @@ pub(super) fn cycle(app: &App, trigger: Trigger, time: Timestamp, stopping: &Ato
         }
     };
 
-    if stopping.load(Ordering::SeqCst) {
+    if hb.is_stopping() {
         return Run::failed(time, trigger, "stopped: the daemon is shutting down");
     }
-    let model = hb.model(&app.config);
-    let local = crate::clock::local(time, &app.zone);
+    let model = hb.model().clone();
+    let local = crate::clock::local(time, zone.tz());
     let input = TurnInput {
         model: model.clone(),
         message: instruction(&tasks, &local.strftime("%Y-%m-%d %H:%M %A").to_string()),
         include_memory: true,
         history: Vec::new(),
         summary: None,
-        policy: Policy::for_heartbeat(&app.config),
+        policy: agent.unattended_policy.clone(),
+        approver: Approver::Nobody("nobody is there to approve it during a heartbeat"),
     };
-    let timeout = app.config.heartbeat.timeout.get();
+    let timeout = hb.config().timeout.get();
     // A zero timeout means no limit of our own; the provider's read timeout still applies.
     let mut events = Bounded {
         deadline: (!timeout.is_zero()).then(|| began + timeout),
-        stopping,
+        heartbeat: hb,
     };
     let mut run = Run {
         time,
@@ -237,16 +227,16 @@ pub(super) fn cycle(app: &App, trigger: Trigger, time: Timestamp, stopping: &Ato
         preview: None,
         duration_ms: 0,
         model_called: true,
-        model: Some(model),
+        model: Some(model.to_string()),
     };
-    match run_turn(app, input, &mut events) {
+    match run_turn(agent, input, &mut events) {
         Ok(outcome) => {
             run.preview = Some(preview(&outcome.response));
             if is_ok_reply(&outcome.response) {
                 run.status = RunStatus::Ok;
             } else {
                 run.status = RunStatus::Alert;
-                if let Err(why) = log_alert(app, &outcome.response) {
+                if let Err(why) = log_alert(hb, agent, &outcome.response) {
                     log::warn!("heartbeat: {why}");
                     run.reason = Some(why);
                 }
@@ -258,13 +248,13 @@ pub(super) fn cycle(app: &App, trigger: Trigger, time: Timestamp, stopping: &Ato
     run
 }
 
-fn failure(e: &TurnError, events: &Bounded, timeout: Duration) -> String {
+fn failure(e: &AgentError, events: &Bounded, timeout: Duration) -> String {
     match e {
-        TurnError::Provider(ProviderError::Cancelled) if events.timed_out() => format!(
+        AgentError::Provider(ProviderError::Cancelled) if events.timed_out() => format!(
             "timed out after {} (heartbeat.timeout)",
-            String::from(crate::config::Span(timeout))
+            crate::config::Span(timeout)
         ),
-        TurnError::Provider(ProviderError::Cancelled) => {
+        AgentError::Provider(ProviderError::Cancelled) => {
             "stopped: the daemon is shutting down".to_string()
         }
         other => other.to_string(),
@@ -272,14 +262,14 @@ fn failure(e: &TurnError, events: &Bounded, timeout: Duration) -> String {
 }
 
 /// Appends an alert to today's daily log (in the user's zone), and indexes it.
-fn log_alert(app: &App, reply: &str) -> Result<(), String> {
-    let now = crate::clock::local(app.heartbeat.now(), &app.zone);
-    let path = app
+fn log_alert(hb: &Heartbeat, agent: &Agent, reply: &str) -> Result<(), String> {
+    let now = crate::clock::local(hb.now(), agent.zone.tz());
+    let path = agent
         .memory
         .workspace()
         .join(crate::memory::daily_log_rel(now.date()));
     let entry = alert_entry(&now.strftime("%H:%M").to_string(), reply);
-    crate::agent::tools::append_entry(&app.tools, &path, &entry)
+    crate::agent::tools::append_entry(&agent.tools, &path, &entry)
         .map_err(|e| format!("the alert could not be written to the daily log: {e}"))
 }
 

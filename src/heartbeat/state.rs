@@ -104,6 +104,21 @@ impl Run {
         }
     }
 
+    /// The record as the API (and `localgpt daemon heartbeat --json`) shows it: times in
+    /// RFC 3339 UTC to the second.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "time": crate::clock::rfc3339(self.time),
+            "status": self.status.as_str(),
+            "trigger": self.trigger.as_str(),
+            "reason": self.reason,
+            "preview": self.preview,
+            "duration_ms": self.duration_ms,
+            "model_called": self.model_called,
+            "model": self.model,
+        })
+    }
+
     /// A run that failed before any model call, for `reason`.
     pub fn failed(time: Timestamp, trigger: Trigger, reason: impl Into<String>) -> Run {
         Run {

@@ -1,5 +1,6 @@
-//! Heartbeat runs against a real `App` in a temp dir, with a clock the test moves. No model
-//! is reachable: the provider points at a closed port, so any model call fails loudly.
+//! Heartbeat runs against a real agent (workspace and memory index in a temp dir), with a
+//! clock the test moves. No model is reachable: the provider points at a closed port, so
+//! any model call fails loudly. Nothing else of the daemon is built.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,9 @@ use jiff::Timestamp;
 
 use super::schedule::{OVERDUE_DELAY, add};
 use super::*;
-use crate::config::ActiveHours;
-use crate::paths::Paths;
+use crate::agent::Agent;
+use crate::config::{ActiveHours, Config};
+use crate::memory::Memory;
 
 /// A clock that reads `now` and then moves it on by `step` (zero: stands still).
 struct TestClock {
@@ -38,7 +40,10 @@ impl Clock for TestClock {
 
 struct Fixture {
     root: PathBuf,
-    app: App,
+    config: Config,
+    workspace: PathBuf,
+    agent: Agent,
+    heartbeat: Heartbeat,
 }
 
 impl Drop for Fixture {
@@ -48,7 +53,7 @@ impl Drop for Fixture {
 }
 
 impl Fixture {
-    /// An app whose heartbeat runs every 10 minutes in UTC, 08:00-22:00, on `clock`.
+    /// A heartbeat that runs every 10 minutes in UTC, 08:00-22:00, on `clock`.
     fn new(tag: &str, clock: Arc<TestClock>) -> Fixture {
         let root = std::env::temp_dir().join(format!(
             "lgpt-hb-{tag}-{}-{}",
@@ -57,37 +62,57 @@ impl Fixture {
         ));
         let mut config = Config::default();
         config.heartbeat.interval = crate::config::Span::secs(600);
-        config.heartbeat.timezone = "UTC".into();
+        config.heartbeat.timezone = "UTC".parse().unwrap();
         config.heartbeat.active_hours = Some(ActiveHours {
             start: "08:00".into(),
             end: "22:00".into(),
         });
-        config.heartbeat.model = "openai/test-model".into();
+        config.heartbeat.model = Some("openai/test-model".parse().unwrap());
         // Port 9 (discard) is closed on any sane test machine: a model call is refused.
         config.providers.openai.base_url = "http://127.0.0.1:9/v1".into();
         config.providers.openai.api_key = "sk-unused".into();
-        let root_text = root.to_string_lossy().into_owned();
-        let env = move |k: &str| (k == "HOME").then(|| root_text.clone());
-        let paths = Paths::resolve(root.join("config.toml"), "", &env);
-        paths.create_dirs().unwrap();
-        let mut app = App::open(config, paths).unwrap();
-        app.heartbeat = Heartbeat::open(&app.config.heartbeat, &app.paths.heartbeat_state(), clock);
-        Fixture { root, app }
+        let workspace = root.join("workspace");
+        let memory = Memory::open(&config.memory, &workspace, &root.join("index.sqlite")).unwrap();
+        // The agent reads its own clock (the time in the prompt): the test's clock counts
+        // the heartbeat's readings only.
+        let agent_clock = Arc::new(TestClock {
+            now: Mutex::new(clock.now.lock().map(|t| *t).unwrap()),
+            step: Duration::ZERO,
+        });
+        let agent = Agent::new(&config, Arc::new(memory), agent_clock).unwrap();
+        let heartbeat = Heartbeat::open(
+            &config.heartbeat,
+            &config.agent.default_model,
+            &root.join("heartbeat.json"),
+            clock,
+        );
+        Fixture {
+            root,
+            config,
+            workspace,
+            agent,
+            heartbeat,
+        }
     }
 
     fn hb(&self) -> &Heartbeat {
-        &self.app.heartbeat
+        &self.heartbeat
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.root.join("heartbeat.json")
     }
 
     fn write_tasks(&self, text: &str) {
-        std::fs::write(self.app.paths.workspace.join("HEARTBEAT.md"), text).unwrap();
+        std::fs::write(self.workspace.join("HEARTBEAT.md"), text).unwrap();
     }
 
     /// Reopens the heartbeat as a restarted daemon would, on `clock`.
     fn restart(&mut self, clock: Arc<TestClock>) {
-        self.app.heartbeat = Heartbeat::open(
-            &self.app.config.heartbeat,
-            &self.app.paths.heartbeat_state(),
+        self.heartbeat = Heartbeat::open(
+            &self.config.heartbeat,
+            &self.config.agent.default_model,
+            &self.state_path(),
             clock,
         );
     }
@@ -104,7 +129,7 @@ fn a_tick_outside_active_hours_is_skipped_without_a_model_call() {
         TestClock::at("2026-02-14T23:30:00Z", Duration::ZERO),
     );
     f.write_tasks("- [ ] water the plants\n");
-    f.hb().tick(&f.app);
+    f.hb().tick(&f.agent);
     let s = f.hb().snapshot();
     let run = s.last_run.unwrap();
     assert_eq!(run.status, RunStatus::Skipped);
@@ -116,7 +141,7 @@ fn a_tick_outside_active_hours_is_skipped_without_a_model_call() {
     assert_eq!(run.time, ts("2026-02-14T23:30:00Z"));
     assert_eq!(s.next_run, Some(ts("2026-02-14T23:40:00Z")));
     // Persisted.
-    let on_disk = state::State::load(&f.app.paths.heartbeat_state());
+    let on_disk = state::State::load(&f.state_path());
     assert_eq!(on_disk.runs.len(), 1);
 }
 
@@ -126,12 +151,12 @@ fn the_starter_task_list_is_skipped_without_a_model_call() {
         "starter",
         TestClock::at("2026-02-14T10:00:00Z", Duration::ZERO),
     );
-    let starter = std::fs::read_to_string(f.app.paths.workspace.join("HEARTBEAT.md")).unwrap();
+    let starter = std::fs::read_to_string(f.workspace.join("HEARTBEAT.md")).unwrap();
     assert!(
         !starter.trim().is_empty(),
         "the workspace has its starter file"
     );
-    f.hb().tick(&f.app);
+    f.hb().tick(&f.agent);
     let run = f.hb().snapshot().last_run.unwrap();
     assert_eq!(run.status, RunStatus::Skipped);
     assert!(run.reason.unwrap().contains("no open tasks"));
@@ -145,7 +170,7 @@ fn a_run_by_hand_ignores_active_hours() {
         TestClock::at("2026-02-14T03:00:00Z", Duration::ZERO),
     );
     f.write_tasks("- [ ] water the plants\n");
-    let run = f.hb().run_now(&f.app, Trigger::Api).unwrap();
+    let run = f.hb().run_now(&f.agent, Trigger::Api).unwrap();
     // It got as far as the model, which is unreachable here.
     assert!(run.model_called, "{run:?}");
     assert_eq!(run.status, RunStatus::Failed);
@@ -162,17 +187,17 @@ fn a_run_in_progress_refuses_another_and_the_timer_records_a_skip() {
         TestClock::at("2026-02-14T10:00:00Z", Duration::ZERO),
     );
     let (_, guard) = f.hb().begin(Trigger::Api).unwrap();
-    let busy = f.hb().run_now(&f.app, Trigger::Cli).unwrap_err();
+    let busy = f.hb().run_now(&f.agent, Trigger::Cli).unwrap_err();
     assert_eq!(busy.trigger, Trigger::Api);
     assert!(busy.to_string().contains("in progress"));
     assert!(f.hb().snapshot().running.is_some());
-    f.hb().tick(&f.app);
+    f.hb().tick(&f.agent);
     let run = f.hb().snapshot().last_run.unwrap();
     assert_eq!(run.status, RunStatus::Skipped);
     assert!(run.reason.unwrap().contains("still running"));
     drop(guard);
     assert!(f.hb().snapshot().running.is_none());
-    assert!(f.hb().run_now(&f.app, Trigger::Cli).is_ok());
+    assert!(f.hb().run_now(&f.agent, Trigger::Cli).is_ok());
 }
 
 #[test]
@@ -184,7 +209,7 @@ fn a_run_longer_than_the_interval_records_the_ticks_it_missed() {
     );
     f.write_tasks("- [ ] water the plants\n");
     // open() read 10:00; the tick begins at 10:25 and ends at 10:50.
-    f.hb().tick(&f.app);
+    f.hb().tick(&f.agent);
     let s = f.hb().snapshot();
     assert_eq!(s.runs.len(), 2, "{:?}", s.runs);
     assert_eq!(s.runs[1].status, RunStatus::Failed);
@@ -202,7 +227,7 @@ fn a_restart_keeps_the_history_and_delays_an_overdue_run() {
         "restart",
         TestClock::at("2026-02-14T10:00:00Z", Duration::ZERO),
     );
-    f.hb().tick(&f.app);
+    f.hb().tick(&f.agent);
     let before = f.hb().snapshot().last_run.unwrap();
 
     // Back five minutes later: the schedule goes on from the last run.
@@ -224,16 +249,16 @@ fn a_restart_keeps_the_history_and_delays_an_overdue_run() {
 #[test]
 fn a_zero_interval_or_disabled_heartbeat_has_no_next_run() {
     let mut f = Fixture::new("off", TestClock::at("2026-02-14T10:00:00Z", Duration::ZERO));
-    f.app.config.heartbeat.interval = crate::config::Span::secs(0);
+    f.config.heartbeat.interval = crate::config::Span::secs(0);
     f.restart(TestClock::at("2026-02-14T10:00:00Z", Duration::ZERO));
     assert!(!f.hb().timer_enabled());
     assert_eq!(f.hb().next_run(), None);
-    f.app.config.heartbeat.interval = crate::config::Span::secs(60);
-    f.app.config.heartbeat.enabled = false;
+    f.config.heartbeat.interval = crate::config::Span::secs(60);
+    f.config.heartbeat.enabled = false;
     f.restart(TestClock::at("2026-02-14T10:00:00Z", Duration::ZERO));
     assert_eq!(f.hb().snapshot().next_run, None);
     // Runs by hand still work.
-    assert!(f.hb().run_now(&f.app, Trigger::Cli).is_ok());
+    assert!(f.hb().run_now(&f.agent, Trigger::Cli).is_ok());
 }
 
 #[test]
@@ -242,14 +267,9 @@ fn a_corrupt_state_file_is_not_fatal() {
         "corrupt",
         TestClock::at("2026-02-14T10:00:00Z", Duration::ZERO),
     );
-    std::fs::write(f.app.paths.heartbeat_state(), "{{{ not json").unwrap();
+    std::fs::write(f.state_path(), "{{{ not json").unwrap();
     f.restart(TestClock::at("2026-02-14T10:00:00Z", Duration::ZERO));
     assert!(f.hb().snapshot().last_run.is_none());
-    f.hb().tick(&f.app);
-    assert_eq!(
-        state::State::load(&f.app.paths.heartbeat_state())
-            .runs
-            .len(),
-        1
-    );
+    f.hb().tick(&f.agent);
+    assert_eq!(state::State::load(&f.state_path()).runs.len(), 1);
 }

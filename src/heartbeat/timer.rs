@@ -13,12 +13,13 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use log::{error, info, warn};
 
+use super::Heartbeat;
 use super::schedule::{self, MAX_SLEEP};
-use crate::app::App;
+use crate::agent::Agent;
 
 /// The running timer; [`Timer::stop`] ends it.
 pub struct Timer {
-    app: Arc<App>,
+    heartbeat: Arc<Heartbeat>,
     /// Dropping it wakes the thread, which then exits.
     wake: Option<Sender<()>>,
     /// Disconnects when the thread has exited.
@@ -29,25 +30,25 @@ pub struct Timer {
 impl Timer {
     /// Starts the timer thread when the heartbeat is enabled with a non-zero interval;
     /// otherwise the handle only serves to stop API-started runs on shutdown.
-    pub fn spawn(app: Arc<App>) -> Timer {
+    pub fn spawn(heartbeat: Arc<Heartbeat>, agent: Arc<Agent>) -> Timer {
         let (wake_tx, wake_rx) = bounded::<()>(0);
         let (done_tx, done_rx) = bounded::<()>(0);
         let mut timer = Timer {
-            app: app.clone(),
+            heartbeat: heartbeat.clone(),
             wake: None,
             done: done_rx,
             thread: None,
         };
-        let hb = &app.heartbeat;
+        let hb = &heartbeat;
         if !hb.timer_enabled() {
             info!("heartbeat timer off (heartbeat.enabled = false or heartbeat.interval = \"0\")");
             return timer;
         }
-        let worker = app.clone();
+        let worker = heartbeat.clone();
         let spawned = std::thread::Builder::new()
             .name("heartbeat".into())
             .spawn(move || {
-                run_timer(&worker, &wake_rx);
+                run_timer(&worker, &agent, &wake_rx);
                 drop(done_tx);
             });
         match spawned {
@@ -56,7 +57,7 @@ impl Timer {
                 timer.thread = Some(thread);
                 info!(
                     "heartbeat every {}, next run at {}",
-                    String::from(app.config.heartbeat.interval),
+                    hb.config().interval,
                     hb.next_run()
                         .map(crate::clock::rfc3339)
                         .unwrap_or_else(|| "-".into())
@@ -71,7 +72,7 @@ impl Timer {
     /// `grace` for the thread. Returns whether it ended in time (a turn stuck in a silent
     /// provider read ends at the provider's read timeout, and is left behind).
     pub fn stop(mut self, grace: Duration) -> bool {
-        self.app.heartbeat.stop_runs();
+        self.heartbeat.stop_runs();
         self.wake = None;
         let finished = matches!(
             self.done.recv_timeout(grace),
@@ -91,13 +92,12 @@ impl Timer {
 impl Drop for Timer {
     fn drop(&mut self) {
         // Without a stop() (an early error return), still end the thread and any run.
-        self.app.heartbeat.stop_runs();
+        self.heartbeat.stop_runs();
         self.wake = None;
     }
 }
 
-fn run_timer(app: &App, wake: &Receiver<()>) {
-    let hb = &app.heartbeat;
+fn run_timer(hb: &Heartbeat, agent: &Agent, wake: &Receiver<()>) {
     loop {
         if hb.is_stopping() {
             return;
@@ -116,7 +116,7 @@ fn run_timer(app: &App, wake: &Receiver<()>) {
             }
         }
         // A bug in one run must not end the heartbeat for the rest of the daemon's life.
-        if catch_unwind(AssertUnwindSafe(|| hb.tick(app))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| hb.tick(agent))).is_err() {
             error!("a heartbeat run panicked; the timer goes on");
         }
     }

@@ -3,12 +3,15 @@
 //! Every provider streams: text deltas are handed to a [`DeltaSink`] as they arrive, and the
 //! finished [`Completion`] (text, tool calls, token usage) is returned at the end.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{KNOWN_PROVIDERS, ProvidersConfig, split_model};
+use crate::config::{ModelRef, ProviderKind, ProvidersConfig};
+use crate::sync::lock;
 
 mod anthropic;
 mod claude_cli;
@@ -175,27 +178,48 @@ pub trait Provider: Send + Sync {
     fn complete(&self, req: &ChatRequest, sink: DeltaSink) -> Result<Completion, ProviderError>;
 }
 
+/// Builds the provider for `kind`.
+pub fn build(config: &ProvidersConfig, kind: ProviderKind) -> Box<dyn Provider> {
+    match kind {
+        ProviderKind::OpenAi => Box::new(OpenAi::new(config)),
+        ProviderKind::Anthropic => Box::new(Anthropic::new(config)),
+        ProviderKind::Ollama => Box::new(Ollama::new(config)),
+        ProviderKind::ClaudeCli => Box::new(ClaudeCli::new(config)),
+    }
+}
+
 /// Builds the provider a `provider/model` string names, and returns it with the bare model
-/// name. The error names the known providers.
+/// name (for callers holding text, such as a library user; the daemon holds [`ModelRef`]s).
 pub fn for_model(
     config: &ProvidersConfig,
     model: &str,
 ) -> Result<(Box<dyn Provider>, String), String> {
-    let (provider, name) = split_model(model)?;
-    let built: Box<dyn Provider> = match provider {
-        "openai" => Box::new(OpenAi::new(config)),
-        "anthropic" => Box::new(Anthropic::new(config)),
-        "ollama" => Box::new(Ollama::new(config)),
-        "claude-cli" => Box::new(ClaudeCli::new(config)),
-        other => {
-            // split_model only accepts KNOWN_PROVIDERS; this arm keeps the two lists honest.
-            return Err(format!(
-                "provider {other:?} is known but not built in; known providers: {}",
-                KNOWN_PROVIDERS.join(", ")
-            ));
+    let model: ModelRef = model.parse()?;
+    Ok((build(config, model.provider()), model.name().to_string()))
+}
+
+/// Provider clients, built on first use and kept, so connection pools and TLS setup are
+/// reused across turns.
+pub struct Providers {
+    config: ProvidersConfig,
+    built: Mutex<HashMap<ProviderKind, Arc<dyn Provider>>>,
+}
+
+impl Providers {
+    pub fn new(config: &ProvidersConfig) -> Providers {
+        Providers {
+            config: config.clone(),
+            built: Mutex::new(HashMap::new()),
         }
-    };
-    Ok((built, name.to_string()))
+    }
+
+    /// The client for `model`'s provider.
+    pub fn get(&self, model: &ModelRef) -> Arc<dyn Provider> {
+        lock(&self.built)
+            .entry(model.provider())
+            .or_insert_with(|| Arc::from(build(&self.config, model.provider())))
+            .clone()
+    }
 }
 
 /// Tools in the `{"type":"function","function":{name,description,parameters}}` shape that
@@ -261,31 +285,16 @@ mod tests {
 
     #[test]
     fn models_route_by_prefix() {
-        let config = ProvidersConfig::default();
-        for (model, name, bare) in [
-            ("openai/gpt-4o", "openai", "gpt-4o"),
-            (
-                "anthropic/claude-sonnet-4-5",
-                "anthropic",
-                "claude-sonnet-4-5",
-            ),
-            ("ollama/llama3.2:3b", "ollama", "llama3.2:3b"),
-            ("claude-cli/opus", "claude-cli", "opus"),
-            (
-                "openai/org/model-with/slashes",
-                "openai",
-                "org/model-with/slashes",
-            ),
+        let providers = Providers::new(&ProvidersConfig::default());
+        for (model, name) in [
+            ("openai/gpt-4o", "openai"),
+            ("anthropic/claude-sonnet-4-5", "anthropic"),
+            ("ollama/llama3.2:3b", "ollama"),
+            ("claude-cli/opus", "claude-cli"),
         ] {
-            let (provider, got) = for_model(&config, model).unwrap();
-            assert_eq!((provider.name(), got.as_str()), (name, bare));
+            let model: ModelRef = model.parse().unwrap();
+            assert_eq!(providers.get(&model).name(), name);
         }
-        let e = for_model(&config, "gemini/pro").err().unwrap();
-        assert!(
-            e.contains("known providers") && e.contains("anthropic"),
-            "{e}"
-        );
-        assert!(for_model(&config, "gpt-4o").is_err());
     }
 
     #[test]

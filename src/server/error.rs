@@ -1,6 +1,14 @@
-//! The API's error type and the one place it becomes the JSON envelope.
+//! The API's error type, the one place every lower layer's failure is given its status and
+//! code, and the one place it becomes the JSON envelope (or a stream's `error` event). The
+//! same failure gets the same code on every surface.
 
 use std::fmt;
+
+use crate::agent::AgentError;
+use crate::agent::events::TurnEvent;
+use crate::heartbeat::Busy;
+use crate::providers::ProviderError;
+use crate::sessions::StoreError;
 
 /// An error answered to an API client as `{"error":{"code","message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,9 +108,51 @@ impl ApiError {
         ApiError::new(504, "provider_timeout", message)
     }
 
+    /// The turn was cancelled (a WebSocket `cancel`); 499 as nginx uses it: the client
+    /// closed the request. Only a client that is still there sees it.
+    pub fn cancelled() -> ApiError {
+        ApiError::new(499, "cancelled", "the turn was cancelled")
+    }
+
     /// The JSON envelope body.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    }
+
+    /// The same failure as a stream's last event.
+    pub fn event(&self) -> TurnEvent {
+        TurnEvent::Error {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::storage(e.to_string())
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> ApiError {
+        match e {
+            AgentError::SessionNotFound(_) => ApiError::not_found(e.to_string()),
+            AgentError::SessionBusy(_) => ApiError::conflict(e.to_string()),
+            AgentError::BadModel(m) => ApiError::invalid_request(m),
+            AgentError::Provider(ProviderError::Timeout { .. }) => {
+                ApiError::provider_timeout(e.to_string())
+            }
+            AgentError::Provider(ProviderError::Cancelled) => ApiError::cancelled(),
+            AgentError::Provider(ProviderError::Failed { .. }) => ApiError::provider(e.to_string()),
+            AgentError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<Busy> for ApiError {
+    fn from(busy: Busy) -> ApiError {
+        ApiError::conflict(busy.to_string())
     }
 }
 

@@ -9,8 +9,8 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 mod nudge;
+pub mod render;
 pub mod router;
-pub mod sse;
 pub mod ws;
 
 use std::io::{Read, Write};
@@ -353,7 +353,7 @@ fn screen(
             "more than one Host header; send exactly one",
         ));
     }
-    if crate::config::is_loopback_bind(&cfg.bind)
+    if cfg.bind.is_loopback()
         && let Some(host) = header("Host")
         && !is_loopback_host(host)
     {

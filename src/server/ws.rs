@@ -17,15 +17,11 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::error::ApiError;
-use super::handlers::chat::{chat_error, outcome_json, params_from};
-use super::handlers::sessions::parse_decision;
-use crate::agent::approval::Decision;
-use crate::agent::chat::{ChatError, resolve, run_chat};
-use crate::agent::tools::{ToolOutput, cap};
-use crate::agent::turn::TurnEvents;
+use super::handlers::chat::params_from;
+use crate::agent::approval::{Decision, Pending, Waited};
+use crate::agent::chat;
+use crate::agent::events::{TurnEvent, TurnSink};
 use crate::app::App;
-use crate::config::Fallback;
-use crate::providers::{ProviderError, ToolCall};
 
 type Socket = WebSocket<Box<dyn tiny_http::ReadWrite + Send>>;
 
@@ -102,6 +98,17 @@ pub fn upgrade(app: &Arc<App>, request: tiny_http::Request) -> u16 {
 
 fn send(ws: &mut Socket, v: &Value) -> bool {
     ws.send(Message::text(v.to_string())).is_ok()
+}
+
+/// Sends a turn event as one text message.
+fn send_event(ws: &mut Socket, event: &TurnEvent) -> bool {
+    match serde_json::to_string(event) {
+        Ok(text) => ws.send(Message::text(text)).is_ok(),
+        Err(e) => {
+            log::error!("cannot encode an event: {e}");
+            true
+        }
+    }
 }
 
 fn error_msg(code: &str, message: &str) -> Value {
@@ -213,16 +220,14 @@ fn serve(app: &App, mut ws: Socket) {
 }
 
 fn open_session(app: &App, wanted: Option<&str>) -> Result<String, ApiError> {
-    let store = |e: crate::sessions::StoreError| ApiError::internal(e.to_string());
     match wanted {
-        Some(id) => match app.sessions.get(id).map_err(store)? {
+        Some(id) => match app.sessions.get(id)? {
             Some(s) => Ok(s.session_id),
             None => Err(ApiError::not_found(format!("session {id} not found"))),
         },
         None => Ok(app
             .sessions
-            .create(&app.config.agent.default_model)
-            .map_err(store)?
+            .create(&app.config.agent.default_model.to_string())?
             .session_id),
     }
 }
@@ -241,105 +246,84 @@ fn chat(
     if params.session_id.is_none() {
         params.session_id = session.clone();
     }
-    let (model, session_id) = match resolve(app, &params, true) {
-        Ok((m, Some(id))) => (m, id),
-        Ok((_, None)) => return send(ws, &error_msg("internal_error", "no session")),
-        Err(e) => {
-            let e = chat_error(e);
-            return send(ws, &error_msg(e.code, &e.message));
-        }
+    let prepared = match chat::prepare(&app.agent, &app.sessions, &params, true) {
+        Ok(p) => p,
+        Err(e) => return send_event(ws, &ApiError::from(e).event()),
     };
+    let session_id = prepared.session_id().unwrap_or_default().to_string();
     if session.as_deref() != Some(&session_id) {
         *session = Some(session_id.clone());
-        if !send(ws, &json!({"type": "session", "session_id": session_id})) {
+        if !send_event(
+            ws,
+            &TurnEvent::Session {
+                session_id: session_id.clone(),
+            },
+        ) {
             return false;
         }
     }
-    let mut events = WsEvents {
-        app,
+    let mut sink = WsSink {
         ws,
         session_id: &session_id,
+        approvals: &app.agent.approvals,
         gone: false,
         cancel: false,
     };
-    let result = run_chat(app, &params, &model, Some(&session_id), &mut events);
-    let gone = events.gone;
-    if gone {
+    let result = chat::run(&app.agent, &app.sessions, &params, prepared, &mut sink);
+    if sink.gone {
         return false;
     }
     match result {
-        Ok(outcome) => {
-            let mut done = outcome_json(&outcome, Some(&session_id));
-            done["type"] = json!("done");
-            send(ws, &done)
-        }
-        Err(e) => {
-            let cancelled = matches!(
-                e,
-                ChatError::Turn(crate::agent::turn::TurnError::Provider(
-                    ProviderError::Cancelled
-                ))
-            );
-            let e = chat_error(e);
-            let code = if cancelled { "cancelled" } else { e.code };
-            send(ws, &error_msg(code, &e.message))
-        }
+        Ok(answer) => send_event(ws, &TurnEvent::Done(answer)),
+        Err(e) => send_event(ws, &ApiError::from(e).event()),
     }
 }
 
-struct WsEvents<'a> {
-    app: &'a App,
+/// A turn's events as WebSocket messages; the client decides on tools with `approve`
+/// messages (or over HTTP), and may `cancel` while a tool waits.
+struct WsSink<'a> {
     ws: &'a mut Socket,
     session_id: &'a str,
+    approvals: &'a crate::agent::approval::Approvals,
     /// The connection failed.
     gone: bool,
     /// The client sent `cancel`.
     cancel: bool,
 }
 
-impl WsEvents<'_> {
-    fn emit(&mut self, v: &Value) -> bool {
-        if self.gone {
-            return false;
+impl WsSink<'_> {
+    fn send(&mut self, v: &Value) {
+        if !self.gone {
+            self.gone = !send(self.ws, v);
         }
-        self.gone = !send(self.ws, v);
-        !self.gone
     }
 }
 
-impl TurnEvents for WsEvents<'_> {
-    fn delta(&mut self, text: &str) -> bool {
-        self.emit(&json!({"type": "content", "delta": text}))
-    }
-
-    fn tool_start(&mut self, call: &ToolCall) {
-        self.emit(&json!({"type": "tool_start", "id": call.id, "name": call.name, "arguments": call.arguments}));
-    }
-
-    fn tool_end(&mut self, call: &ToolCall, output: &ToolOutput) {
-        self.emit(
-            &json!({"type": "tool_end", "id": call.id, "name": call.name,
-            "output": cap(output.text.clone(), 2000), "is_error": output.is_error}),
-        );
-    }
-
-    /// Asks the client and reads its messages until it decides, cancels or leaves. The
-    /// approval timeout is applied when the client next speaks (see the module note).
-    fn approve(&mut self, call: &ToolCall, _fallback: Fallback) -> Decision {
-        let pending = self.app.approvals.register(self.session_id);
-        let asked = Instant::now();
-        let timeout = self.app.config.tools.approval_timeout.get();
-        if !self.emit(
-            &json!({"type": "approval_required", "request_id": pending.request_id,
-            "tool": call.name, "arguments": call.arguments}),
-        ) {
-            return Decision::Deny("the client went away".into());
+impl TurnSink for WsSink<'_> {
+    fn emit(&mut self, event: TurnEvent) -> bool {
+        if !self.gone {
+            self.gone = !send_event(self.ws, &event);
         }
+        !self.gone
+    }
+
+    fn cancelled(&self) -> bool {
+        self.gone || self.cancel
+    }
+
+    fn can_approve(&self) -> bool {
+        true
+    }
+
+    /// Reads the client's messages until it decides, cancels or leaves. The approval
+    /// timeout is applied when the client next speaks (see the module note).
+    fn await_decision(&mut self, pending: &Pending<'_>, timeout: std::time::Duration) -> Waited {
+        let asked = Instant::now();
         loop {
             let msg = match next(self.ws) {
                 Incoming::Json(m) => m,
                 Incoming::Bad(why) => {
-                    self.emit(&error_msg("invalid_request", &why));
+                    self.send(&error_msg("invalid_request", &why));
                     continue;
                 }
                 Incoming::End(end) => {
@@ -347,58 +331,55 @@ impl TurnEvents for WsEvents<'_> {
                         close(self.ws, code, reason);
                     }
                     self.gone = true;
-                    return Decision::Deny("the client went away".into());
+                    return Waited::Gone;
                 }
             };
+            // A decision posted over HTTP meanwhile counts too.
+            if let Some(d) = pending.try_decision() {
+                return Waited::Decided(d);
+            }
             if asked.elapsed() > timeout {
-                self.emit(&error_msg(
-                    "approval_timeout",
-                    &format!("approval {} timed out and was denied", pending.request_id),
-                ));
-                return Decision::Deny(format!(
-                    "tool {} was denied: nobody approved it within tools.approval_timeout ({timeout:?}).",
-                    call.name
-                ));
+                return Waited::TimedOut;
             }
             match msg.get("type").and_then(Value::as_str).unwrap_or("") {
                 "approve" => {
                     let id = msg.get("request_id").and_then(Value::as_str).unwrap_or("");
                     if id != pending.request_id {
-                        self.emit(&error_msg(
+                        self.send(&error_msg(
                             "not_found",
                             &format!("no approval request {id:?} is waiting"),
                         ));
                         continue;
                     }
                     let decision = msg.get("decision").and_then(Value::as_str).unwrap_or("");
-                    match parse_decision(decision) {
-                        Ok(d) => return d,
-                        Err(e) => {
-                            self.emit(&error_msg(e.code, &e.message));
+                    match Decision::parse(decision) {
+                        Some(d) => {
+                            self.approvals.decide(self.session_id, id, d);
+                            if let Some(d) = pending.try_decision() {
+                                return Waited::Decided(d);
+                            }
                         }
+                        None => self.send(&error_msg(
+                            "invalid_request",
+                            &format!(
+                                "field 'decision' must be \"approve\" or \"deny\", got {decision:?}"
+                            ),
+                        )),
                     }
                 }
                 "cancel" => {
                     self.cancel = true;
-                    return Decision::Deny("the user cancelled the turn".into());
+                    return Waited::Gone;
                 }
-                "ping" => {
-                    self.emit(&json!({"type": "pong"}));
-                }
-                _ => {
-                    self.emit(&error_msg(
-                        "conflict",
-                        "a turn is waiting for approval: send approve or cancel",
-                    ));
-                }
+                "ping" => self.send(&json!({"type": "pong"})),
+                _ => self.send(&error_msg(
+                    "conflict",
+                    "a turn is waiting for approval: send approve or cancel",
+                )),
             }
             if self.gone {
-                return Decision::Deny("the client went away".into());
+                return Waited::Gone;
             }
         }
-    }
-
-    fn cancelled(&self) -> bool {
-        self.gone || self.cancel
     }
 }

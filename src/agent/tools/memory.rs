@@ -65,7 +65,7 @@ pub fn append(ctx: &ToolContext, args: &Value) -> Result<ToolOutput, String> {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err("target must be \"daily\" or \"memory\"".into()),
     };
-    let now = crate::clock::local(jiff::Timestamp::now(), &crate::clock::zone(&ctx.timezone));
+    let now = crate::clock::local(ctx.clock.now(), ctx.zone.tz());
     let workspace = ctx.memory.workspace();
     let (path, entry) = match target {
         "daily" => {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::config::ToolsConfig;
+use crate::clock::Clock;
+use crate::config::{ToolsConfig, Zone};
 use crate::memory::Memory;
 use crate::providers::{ToolCall, ToolSpec};
 
@@ -48,12 +49,18 @@ pub struct ToolContext {
     pub memory: Arc<Memory>,
     pub guard: PathGuard,
     pub config: ToolsConfig,
-    /// The user's zone name (for the daily log's date); empty = local.
-    pub timezone: String,
+    /// The user's zone, for the daily log's date.
+    pub zone: Zone,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ToolContext {
-    pub fn new(memory: Arc<Memory>, config: &ToolsConfig, timezone: &str) -> ToolContext {
+    pub fn new(
+        memory: Arc<Memory>,
+        config: &ToolsConfig,
+        zone: Zone,
+        clock: Arc<dyn Clock>,
+    ) -> ToolContext {
         let allowed: Vec<PathBuf> = config
             .allowed_paths
             .iter()
@@ -63,7 +70,8 @@ impl ToolContext {
             guard: PathGuard::new(memory.workspace(), &allowed),
             memory,
             config: config.clone(),
-            timezone: timezone.to_string(),
+            zone,
+            clock,
         }
     }
 }

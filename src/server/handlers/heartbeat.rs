@@ -9,20 +9,6 @@ use crate::heartbeat::{Run, Trigger};
 use crate::server::error::ApiError;
 use crate::server::http::{ApiRequest, ApiResponse};
 
-/// A run record as the API (and `localgpt daemon heartbeat --json`) shows it.
-pub fn run_json(run: &Run) -> Value {
-    json!({
-        "time": rfc3339(run.time),
-        "status": run.status.as_str(),
-        "trigger": run.trigger.as_str(),
-        "reason": run.reason,
-        "preview": run.preview,
-        "duration_ms": run.duration_ms,
-        "model_called": run.model_called,
-        "model": run.model,
-    })
-}
-
 /// `heartbeat{enabled, last_run, next_run}` of `/api/status`.
 pub fn status_json(app: &App) -> Value {
     let s = app.heartbeat.snapshot();
@@ -40,16 +26,16 @@ pub fn get(app: &App) -> ApiResponse {
     let cfg = &app.config.heartbeat;
     ApiResponse::ok(&json!({
         "enabled": s.enabled,
-        "interval": String::from(cfg.interval),
+        "interval": cfg.interval.to_string(),
         "active_hours": cfg.active_hours.as_ref().map(|h| json!({"start": h.start, "end": h.end})),
-        "timezone": app.zone.iana_name().unwrap_or("local"),
-        "model": app.heartbeat.model(&app.config),
+        "timezone": app.agent.zone.iana_name(),
+        "model": app.heartbeat.model().to_string(),
         "running": s.running.is_some(),
         "running_since": s.running.map(|(since, _)| rfc3339(since)),
         "last_run": s.last_run.as_ref().map(|r| rfc3339(r.time)),
         "next_run": s.next_run.map(rfc3339),
-        "last_alert": s.last_alert.as_ref().map(run_json),
-        "runs": s.runs.iter().map(run_json).collect::<Vec<_>>(),
+        "last_alert": s.last_alert.as_ref().map(Run::to_json),
+        "runs": s.runs.iter().map(Run::to_json).collect::<Vec<_>>(),
     }))
 }
 
@@ -57,9 +43,6 @@ pub fn get(app: &App) -> ApiResponse {
 /// `409 conflict` while another run is in progress.
 pub fn run(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     req.json_object(true)?;
-    let run = app
-        .heartbeat
-        .run_now(app, Trigger::Api)
-        .map_err(|busy| ApiError::conflict(busy.to_string()))?;
-    Ok(ApiResponse::ok(&run_json(&run)))
+    let run = app.heartbeat.run_now(&app.agent, Trigger::Api)?;
+    Ok(ApiResponse::ok(&run.to_json()))
 }

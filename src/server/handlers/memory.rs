@@ -31,7 +31,7 @@ pub struct SearchAnswer<'a> {
 pub fn search(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let q = search_text(req.query("q"))?;
     let limit = search_limit(req.query("limit"))?;
-    let results = app.memory.search(q, limit)?;
+    let results = app.agent.memory.search(q, limit)?;
     Ok(ApiResponse::ok(&SearchAnswer {
         query: q,
         total: results.len(),
@@ -41,14 +41,14 @@ pub fn search(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
 
 /// `GET /api/memory/stats`.
 pub fn stats(app: &App) -> Result<ApiResponse, ApiError> {
-    Ok(ApiResponse::ok(&app.memory.stats()?))
+    Ok(ApiResponse::ok(&app.agent.memory.stats()?))
 }
 
 /// `POST /api/memory/reindex` with an optional body `{"force": bool}`.
 pub fn reindex(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let body = req.json_object(true)?;
     let force = Fields(&body).opt_bool("force")?.unwrap_or(false);
-    Ok(ApiResponse::ok(&app.memory.reindex(force, None)?))
+    Ok(ApiResponse::ok(&app.agent.memory.reindex(force, None)?))
 }
 
 fn search_text(q: Option<&str>) -> Result<&str, ApiError> {

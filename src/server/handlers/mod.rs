@@ -52,11 +52,11 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
 }
 
 fn status(app: &App) -> serde_json::Value {
-    let counts = app.memory.counts();
+    let counts = app.agent.memory.counts();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs(),
-        "model": app.config.agent.default_model,
+        "model": app.config.agent.default_model.to_string(),
         "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
         "heartbeat": heartbeat::status_json(app),
     })

@@ -4,17 +4,9 @@ use serde_json::json;
 
 use crate::agent::approval::Decision;
 use crate::app::App;
+use crate::config::ModelRef;
 use crate::server::error::ApiError;
 use crate::server::http::{ApiRequest, ApiResponse, Fields};
-use crate::sessions::StoreError;
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        // The store logs what it finds; a failure of any one request is worth a line too.
-        log::error!("{e}");
-        ApiError::storage(e.to_string())
-    }
-}
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("session {id} not found"))
@@ -23,14 +15,11 @@ fn not_found(id: &str) -> ApiError {
 /// `POST /api/sessions` with an optional `{model}`.
 pub fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let body = req.json_object(true)?;
-    let model = match Fields(&body).opt_str("model")? {
-        Some(m) => {
-            crate::config::split_model(m).map_err(ApiError::invalid_request)?;
-            m.to_string()
-        }
+    let model: ModelRef = match Fields(&body).opt_str("model")? {
+        Some(m) => m.parse().map_err(ApiError::invalid_request)?,
         None => app.config.agent.default_model.clone(),
     };
-    let s = app.sessions.create(&model)?;
+    let s = app.sessions.create(&model.to_string())?;
     Ok(ApiResponse::json(
         201,
         &json!({"session_id": s.session_id, "model": s.model, "created_at": s.created_at}),
@@ -71,7 +60,7 @@ pub fn approve(app: &App, id: &str, req: &ApiRequest) -> Result<ApiResponse, Api
         return Err(not_found(id));
     }
     let approved = decision == Decision::Approve;
-    if !app.approvals.decide(id, request_id, decision) {
+    if !app.agent.approvals.decide(id, request_id, decision) {
         return Err(ApiError::not_found(format!(
             "no approval request {request_id} is waiting in session {id} (answered, timed out, or never asked)"
         )));
@@ -84,14 +73,10 @@ pub fn approve(app: &App, id: &str, req: &ApiRequest) -> Result<ApiResponse, Api
 }
 
 /// `"approve"` or `"deny"`, the decision a client may send.
-pub fn parse_decision(s: &str) -> Result<Decision, ApiError> {
-    match s {
-        "approve" | "approved" | "allow" => Ok(Decision::Approve),
-        "deny" | "denied" | "reject" => Ok(Decision::Deny(
-            "the user denied this tool call. Do not retry it; answer without it.".into(),
-        )),
-        other => Err(ApiError::invalid_request(format!(
-            "field 'decision' must be \"approve\" or \"deny\", got {other:?}"
-        ))),
-    }
+fn parse_decision(s: &str) -> Result<Decision, ApiError> {
+    Decision::parse(s).ok_or_else(|| {
+        ApiError::invalid_request(format!(
+            "field 'decision' must be \"approve\" or \"deny\", got {s:?}"
+        ))
+    })
 }

@@ -1,14 +1,18 @@
 //! Server-Sent Events written straight onto the connection: status line, headers and
 //! chunked framing by hand, one flush per event (tiny_http's streaming `Response` would
-//! buffer the body and deliver it at the end).
+//! buffer the body and deliver it at the end); and [`SseSink`], which renders a turn's
+//! events onto such a stream.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
-use serde_json::Value;
+use serde::Serialize;
+
+use crate::agent::events::{TurnEvent, TurnSink};
+use crate::sync::lock;
 
 struct State {
     writer: Box<dyn Write + Send>,
@@ -94,7 +98,14 @@ impl SseStream {
     }
 
     /// Sends one `data:` event with the next `id:`; false once the client is gone.
-    pub fn event(&self, data: &Value) -> bool {
+    pub fn event<T: Serialize + ?Sized>(&self, data: &T) -> bool {
+        let data = match serde_json::to_string(data) {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("cannot encode an event: {e}");
+                return !self.is_broken();
+            }
+        };
         let mut s = lock(&self.state);
         let id = s.next_id;
         s.next_id += 1;
@@ -129,6 +140,19 @@ impl Drop for SseStream {
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|p| p.into_inner())
+/// A turn's events as SSE; the client approves through `POST /api/sessions/{id}/approve`.
+pub struct SseSink<'a>(pub &'a SseStream);
+
+impl TurnSink for SseSink<'_> {
+    fn emit(&mut self, event: TurnEvent) -> bool {
+        self.0.event(&event)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0.is_broken()
+    }
+
+    fn can_approve(&self) -> bool {
+        true
+    }
 }

@@ -1,0 +1,123 @@
+//! What a turn tells the world as it runs: one typed event stream, produced by the turn and
+//! rendered by thin adapters (SSE, WebSocket, `/v1` chunks, the terminal client).
+//!
+//! The JSON shape of every event (`{"type": ..., ...}`) is the wire format of the stream
+//! routes; the terminal client decodes the same type.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use std::time::Duration;
+
+use super::approval::{Pending, Waited};
+use crate::providers::{Message, Usage};
+
+/// Longest tool output carried by a `tool_end` event (the model gets the whole capped
+/// output; a client watching the stream needs only its start).
+pub const EVENT_OUTPUT_CHARS: usize = 2000;
+
+/// One thing that happened in a turn, as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnEvent {
+    /// The session the turn runs in (sent first).
+    Session { session_id: String },
+    /// A piece of the model's answer as it streams.
+    Content { delta: String },
+    ToolStart {
+        id: String,
+        name: String,
+        arguments: Value,
+    },
+    /// `output` is cut to [`EVENT_OUTPUT_CHARS`].
+    ToolEnd {
+        id: String,
+        name: String,
+        output: String,
+        is_error: bool,
+    },
+    /// A tool waits for the client's decision on `request_id`.
+    ApprovalRequired {
+        request_id: String,
+        tool: String,
+        arguments: Value,
+    },
+    /// The turn's answer (the last event of a turn that succeeded).
+    Done(Answer),
+    /// A failure: the last event of a turn that failed, or (code `approval_timeout`) a
+    /// notice that the turn goes on without the tool.
+    Error { code: String, message: String },
+}
+
+/// Token counts of a turn, as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+    pub total: u64,
+}
+
+impl From<Usage> for Tokens {
+    fn from(u: Usage) -> Tokens {
+        Tokens {
+            prompt: u.prompt,
+            completion: u.completion,
+            total: u.prompt + u.completion,
+        }
+    }
+}
+
+/// A tool the turn used, as the API reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolUse {
+    pub name: String,
+    pub arguments: Value,
+}
+
+/// A finished turn: the body of `POST /api/chat` and of the `done` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub response: String,
+    /// `provider/model`.
+    pub model: String,
+    pub tokens: Tokens,
+    pub tools_used: Vec<ToolUse>,
+    /// Set when the turn ran in a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// Where a turn's events go. Every method has a default suited to a caller nobody watches
+/// (plain `POST /api/chat`, the heartbeat).
+pub trait TurnSink {
+    /// Hands an event to the client; `false` when the client is gone, which stops the turn.
+    fn emit(&mut self, _event: TurnEvent) -> bool {
+        true
+    }
+
+    /// Checked between steps and while a tool waits for approval: a client that went away
+    /// or asked to cancel stops the turn.
+    fn cancelled(&self) -> bool {
+        false
+    }
+
+    /// Whether someone watching these events can decide on tools that need approval.
+    fn can_approve(&self) -> bool {
+        false
+    }
+
+    /// Waits for the client's decision on `pending`, which arrives through the approval
+    /// registry, for at most `timeout`.
+    fn await_decision(&mut self, pending: &Pending<'_>, timeout: Duration) -> Waited {
+        pending.wait(timeout, &|| self.cancelled())
+    }
+
+    /// A message joined the conversation (the user's, the model's, a tool result), in
+    /// order; sessions persist it here.
+    fn message(&mut self, _msg: &Message) {}
+}
+
+/// A sink that ignores everything.
+pub struct Unattended;
+
+impl TurnSink for Unattended {}
