@@ -18,6 +18,7 @@ use tungstenite::{Message, WebSocket};
 
 use super::error::ApiError;
 use super::handlers::chat::params_from;
+use super::http::header;
 use crate::agent::approval::{Decision, Pending, Waited};
 use crate::agent::chat;
 use crate::agent::events::{TurnEvent, TurnSink};
@@ -35,14 +36,8 @@ impl Drop for Slot {
 }
 
 /// Checks the upgrade request, answers 101 and hands the connection to a new thread.
-pub fn upgrade(app: &Arc<App>, request: tiny_http::Request) -> u16 {
-    let header = |name: &'static str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv(name))
-            .map(|h| h.value.as_str().to_string())
-    };
+pub fn upgrade(app: &Arc<App>, request: tiny_http::Request, headers: &[(String, String)]) -> u16 {
+    let header = |name: &str| header(headers, name);
     let is_upgrade = header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     // RFC 6455 §4.2.1: version 13, and a key of 16 random bytes in base64.
     let version_ok = header("Sec-WebSocket-Version").is_some_and(|v| v.trim() == "13");
