@@ -4,11 +4,13 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use log::LevelFilter;
 use simplelog::{ConfigBuilder, WriteLogger};
+
+use crate::sync::lock;
 
 /// The level from config (`logging.level`), raised one step per `-v`.
 pub fn level(configured: &str, verbose: u8) -> LevelFilter {
@@ -71,10 +73,6 @@ impl Shared {
         sink.write_all(&data)?;
         sink.flush()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A log sink that writes at most [`FLUSH_DELAY`] late: a per-request access line would
