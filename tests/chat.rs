@@ -117,7 +117,8 @@ fn memory_search_tool_really_hits_the_index() {
 fn bash_needs_approval_and_is_denied_on_plain_chat() {
     let fake = FakeProvider::start();
     let d = daemon(&fake, "");
-    let marker = d.home.root().join("bash-ran");
+    // In the workspace, where the bash sandbox would let it be written if it ran.
+    let marker = d.home.workspace().join("bash-ran");
     for model in MODELS {
         fake.push(Reply::tool_call(
             "bash",
