@@ -230,7 +230,7 @@ fn provider_faults_map_to_status_and_envelope() {
         ),
         (Fault::Garbage, 502, ""),
         (Fault::Cut, 502, ""),
-        (Fault::Hang(Duration::from_secs(3)), 504, ""),
+        (Fault::Hang(Duration::from_secs(30)), 504, ""),
     ];
     for model in MODELS {
         let provider = model.split('/').next().unwrap();

@@ -486,7 +486,7 @@ fn every_documented_status_is_answered_as_documented() {
         Some("{\"message\":\"hi\"}"),
         502,
     );
-    fake.push(Reply::fault(Fault::Hang(Duration::from_secs(5))));
+    fake.push(Reply::fault(Fault::Hang(Duration::from_secs(30))));
     expect(
         &mut c,
         "POST",

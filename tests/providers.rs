@@ -144,11 +144,10 @@ fn deltas_arrive_while_the_answer_is_still_streaming() {
         // The rest of the answer is held until the first delta reached the caller: a
         // client that buffered to the end would never see it (and time out instead).
         let gate = Gate::new();
-        let held = if provider == "anthropic" { 2 } else { 1 };
         fake.push(
             Reply::text("abc")
                 .pieces(["a", "b", "c"])
-                .hold_after(held, &gate),
+                .hold_after(frames_for_deltas(provider, 1), &gate),
         );
         let (p, model) = for_model(&config, &format!("{provider}/m")).unwrap();
         let mut req = request(&model);
@@ -161,6 +160,16 @@ fn deltas_arrive_while_the_answer_is_still_streaming() {
         })
         .unwrap_or_else(|e| panic!("{provider}: {e}"));
         assert_eq!(deltas, 3, "{provider}");
+    }
+}
+
+/// How many frames the fake sends for the first `deltas` text deltas (Anthropic opens its
+/// content block with a frame of its own), for [`Reply::hold_after`].
+fn frames_for_deltas(provider: &str, deltas: usize) -> usize {
+    if provider == "anthropic" {
+        deltas + 1
+    } else {
+        deltas
     }
 }
 
@@ -554,18 +563,19 @@ fn slow_trickle_beyond_the_read_timeout_is_timeout() {
 #[test]
 fn a_trickle_within_the_read_timeout_is_fine() {
     let fake = FakeProvider::start();
-    let config = fake.providers_config(SHORT);
+    // Longer in total than the read timeout, but never silent for more than a tenth of
+    // it: a busy machine may stretch a gap a lot before the test breaks.
+    let config = fake.providers_config(Duration::from_secs(1));
     for provider in HTTP_PROVIDERS {
-        // Longer in total than the read timeout, but never silent for that long.
         fake.push(
-            Reply::text("abcdef")
-                .pieces(["a", "b", "c", "d", "e", "f"])
+            Reply::text("abcdefghijkl")
+                .pieces(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"])
                 .delay(Duration::from_millis(100)),
         );
         let c = call(&config, provider)
             .0
             .unwrap_or_else(|e| panic!("{provider}: {e}"));
-        assert_eq!(c.text, "abcdef");
+        assert_eq!(c.text, "abcdefghijkl");
     }
 }
 
@@ -593,11 +603,14 @@ fn sink_returning_false_cancels_and_drops_the_connection() {
     let fake = FakeProvider::start();
     let config = fake.providers_config(PATIENT);
     for (n, provider) in HTTP_PROVIDERS.into_iter().enumerate() {
+        // Two deltas, then a gate that never opens: a client that went on reading after
+        // the sink said stop would wait here (and time out) instead of being cancelled.
+        let gate = Gate::new();
         let pieces: Vec<String> = (0..40).map(|i| format!("w{i} ")).collect();
         fake.push(
             Reply::text("")
                 .pieces(pieces)
-                .delay(Duration::from_millis(50)),
+                .hold_after(frames_for_deltas(provider, 2), &gate),
         );
         let (p, model) = for_model(&config, &format!("{provider}/m")).unwrap();
         let mut req = request(&model);
@@ -609,8 +622,7 @@ fn sink_returning_false_cancels_and_drops_the_connection() {
         });
         assert_eq!(result, Err(ProviderError::Cancelled), "{provider}");
         assert_eq!(seen, 2, "{provider}: no delta after the sink said stop");
-        // The fake counts a client that left before the reply ended: the rest of the
-        // stream was not read (and waited for) behind the caller's back.
+        // The fake counts a client that left before the reply ended.
         assert!(
             fake.wait_for_disconnects(n + 1, Duration::from_secs(10)),
             "{provider}: the fake never saw the client go"

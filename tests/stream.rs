@@ -245,11 +245,14 @@ fn bash_turn(fake: &FakeProvider, marker: &std::path::Path) {
 #[test]
 fn sse_approval_approve_deny_timeout() {
     let fake = FakeProvider::start();
-    let d = daemon(&fake, "[tools]\napproval_timeout = \"1s\"\n");
-    for (decision, should_run) in [
-        (Some("approve"), true),
-        (Some("deny"), false),
-        (None, false),
+    // A decision must beat approval_timeout: a long one where the test decides (a busy
+    // machine may take its time), a short one where the timeout is the point.
+    let patient = daemon(&fake, "[tools]\napproval_timeout = \"60s\"\n");
+    let hasty = daemon(&fake, "[tools]\napproval_timeout = \"1s\"\n");
+    for (decision, should_run, d) in [
+        (Some("approve"), true, &patient),
+        (Some("deny"), false, &patient),
+        (None, false, &hasty),
     ] {
         // In the workspace: the bash sandbox refuses writes elsewhere.
         let marker = d
@@ -289,6 +292,7 @@ fn sse_approval_approve_deny_timeout() {
         assert_eq!(marker.exists(), should_run, "{decision:?}");
     }
     // A decision for nothing pending is 404; a bad decision is 400.
+    let d = patient;
     let (_, s) = d.post("/api/sessions", "");
     let id = s["session_id"].as_str().unwrap();
     assert_eq!(
@@ -313,12 +317,11 @@ fn sse_approval_approve_deny_timeout() {
 fn client_disconnect_cancels_the_turn() {
     let fake = FakeProvider::start();
     let d = daemon(&fake, "");
+    // After the first piece the answer waits for a gate that never opens: only the
+    // client's going away can end this turn.
+    let gate = Gate::new();
     let pieces: Vec<String> = (0..100).map(|i| format!("piece{i} ")).collect();
-    fake.push(
-        Reply::text("")
-            .pieces(pieces)
-            .delay(Duration::from_millis(50)),
-    );
+    fake.push(Reply::text("").pieces(pieces).hold_after(1, &gate));
     let mut sse = Sse::open(d.addr, r#"{"message":"long answer"}"#);
     let session = sse.until("session").data["session_id"]
         .as_str()
@@ -360,10 +363,12 @@ fn sessions_survive_restart_and_kill_9() {
     );
 
     // kill -9 in the middle of a streaming turn.
+    // Held after the first piece until the daemon is killed, however long that takes.
+    let gate = Gate::new();
     fake.push(
         Reply::text("")
             .pieces((0..50).map(|i| format!("p{i} ")))
-            .delay(Duration::from_millis(100)),
+            .hold_after(1, &gate),
     );
     let mut sse = Sse::open(
         d.addr,
