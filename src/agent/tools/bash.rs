@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::sandbox::{self, Policy};
 use super::{ToolContext, ToolOutput, str_arg};
 
+/// Runs `bash -c command` in the workspace, confined (see the module doc).
 pub fn run(ctx: &ToolContext, args: &Value) -> Result<ToolOutput, String> {
     let command = str_arg(args, "command")?;
     if command.trim().is_empty() {
@@ -47,8 +48,7 @@ pub fn run(ctx: &ToolContext, args: &Value) -> Result<ToolOutput, String> {
         .stderr(Stdio::piped())
         // Own process group, so a timeout kills the command's children too.
         .process_group(0);
-    let (mut child, _) =
-        sandbox::spawn(cmd, &policy).map_err(|e| format!("cannot start bash: {e}"))?;
+    let mut child = sandbox::spawn(cmd, &policy).map_err(|e| format!("cannot start bash: {e}"))?;
     run_to_end(&mut child, ctx)
 }
 

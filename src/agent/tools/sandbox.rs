@@ -48,7 +48,7 @@ pub struct Policy {
 
 /// How much of a [`Policy`] the kernel enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enforced {
+enum Enforced {
     /// Every rule is in force.
     Fully,
     /// Writes are confined, but not everything asked (e.g. no network rules before ABI 4).
@@ -59,16 +59,15 @@ pub enum Enforced {
 
 /// Spawns `cmd` confined to `policy`. Fails when Landlock exists but the rules cannot be
 /// built (then nothing runs); runs unconfined, logging it once, when Landlock is missing.
-pub fn spawn(mut cmd: Command, policy: &Policy) -> io::Result<(Child, Enforced)> {
+pub fn spawn(mut cmd: Command, policy: &Policy) -> io::Result<Child> {
     let policy = policy.clone();
     let spawner = thread::Builder::new().name("bash-sandbox".into()).spawn(
-        move || -> io::Result<(Child, Enforced)> {
+        move || -> io::Result<Child> {
             let status = restrict_this_thread(&policy).map_err(|e| {
                 io::Error::other(format!("cannot set up the Landlock sandbox: {e}"))
             })?;
-            let enforced = enforced(&status, &policy);
-            warn_once(enforced, &status, &policy);
-            Ok((cmd.spawn()?, enforced))
+            warn_once(enforced(&status, &policy), &status, &policy);
+            cmd.spawn()
         },
     )?;
     // The thread exits right after the spawn, taking its restriction with it.
@@ -239,7 +238,7 @@ mod tests {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let (child, _) = spawn(cmd, policy).unwrap();
+        let child = spawn(cmd, policy).unwrap();
         let out = child.wait_with_output().unwrap();
         (
             out.status.success(),

@@ -20,6 +20,7 @@ use super::{ToolContext, ToolOutput, str_arg};
 
 const MAX_REDIRECTS: usize = 5;
 
+/// Runs `web_fetch`: the page's status, content type and text, capped in size.
 pub fn fetch(ctx: &ToolContext, args: &Value) -> Result<ToolOutput, String> {
     let url = str_arg(args, "url")?.trim().to_string();
     let cfg = &ctx.config;
