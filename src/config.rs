@@ -331,6 +331,8 @@ pub struct ToolsConfig {
     /// Paths outside the workspace the file tools may touch.
     pub allowed_paths: Vec<String>,
     pub bash_timeout: Span,
+    /// Whether `bash` commands may bind and connect TCP sockets (enforced by Landlock ABI 4+).
+    pub bash_network: bool,
     pub output_max_bytes: usize,
     pub web_fetch_max_bytes: usize,
     pub web_fetch_timeout: Span,
@@ -345,6 +347,7 @@ impl Default for ToolsConfig {
             approval_timeout: Span::secs(120),
             allowed_paths: Vec::new(),
             bash_timeout: Span::secs(30),
+            bash_network: true,
             output_max_bytes: 32 * 1024,
             web_fetch_max_bytes: 512 * 1024,
             web_fetch_timeout: Span::secs(20),
