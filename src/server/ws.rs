@@ -194,9 +194,9 @@ struct Conn<'s> {
     /// The running turn's end of the mailbox.
     turn: Option<Receiver<Out>>,
     /// The client sent `cancel` (reset for each turn).
-    cancel: &'s AtomicBool,
+    cancel: Arc<AtomicBool>,
     /// The connection is over: a running turn stops.
-    gone: &'s AtomicBool,
+    gone: Arc<AtomicBool>,
 }
 
 /// How handling a message went.
@@ -218,8 +218,8 @@ fn serve(srv: &Server, ws: Socket, fd: Option<OwnedFd>) {
         rustix::io::ioctl_fionbio(&fd, true).ok()?;
         Some((fd, bell))
     });
-    let cancel = AtomicBool::new(false);
-    let gone = AtomicBool::new(false);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let gone = Arc::new(AtomicBool::new(false));
     let mut conn = Conn {
         srv,
         ws,
@@ -230,8 +230,8 @@ fn serve(srv: &Server, ws: Socket, fd: Option<OwnedFd>) {
         },
         session: None,
         turn: None,
-        cancel: &cancel,
-        gone: &gone,
+        cancel,
+        gone: gone.clone(),
     };
     std::thread::scope(|scope| {
         conn.run(scope);
@@ -386,7 +386,7 @@ impl<'s> Conn<'s> {
         self.turn = Some(rx);
         let app: &'s crate::app::App = &self.srv.app;
         let bell = self.wire.polled.as_ref().map(|(_, bell)| bell);
-        let (cancel, gone) = (self.cancel, self.gone);
+        let (cancel, gone) = (self.cancel.clone(), self.gone.clone());
         let bell = bell.and_then(|b| b.try_clone().ok());
         scope.spawn(move || {
             let mailbox = Mailbox {

@@ -3,11 +3,13 @@
 //! eventfd so that thread (asleep in `poll`) wakes at once.
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Sender;
 
 use crate::agent::events::{TurnEvent, TurnSink};
+use crate::providers::cancel::CancelCheck;
 
 /// What the turn thread tells the connection thread.
 pub enum Out {
@@ -40,8 +42,8 @@ impl Mailbox<'_> {
 /// approval registry, from an `approve` message or `POST /api/sessions/{id}/approve`.
 pub struct WsSink<'a> {
     pub mailbox: Mailbox<'a>,
-    pub cancel: &'a AtomicBool,
-    pub gone: &'a AtomicBool,
+    pub cancel: Arc<AtomicBool>,
+    pub gone: Arc<AtomicBool>,
 }
 
 impl TurnSink for WsSink<'_> {
@@ -58,5 +60,12 @@ impl TurnSink for WsSink<'_> {
 
     fn can_approve(&self) -> bool {
         true
+    }
+
+    fn cancel_check(&self) -> Option<CancelCheck> {
+        let (cancel, gone) = (self.cancel.clone(), self.gone.clone());
+        Some(Arc::new(move || {
+            cancel.load(Ordering::SeqCst) || gone.load(Ordering::SeqCst)
+        }))
     }
 }
