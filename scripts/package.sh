@@ -60,8 +60,9 @@ fi
 
 version=$(cargo metadata --no-deps --format-version 1 \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
+# The package's version is <version>-<revision>; the changelog's newest entry must match.
 changelog_version=$(sed -n '1s/^localgpt (\([^)]*\)).*/\1/p' debian/changelog)
-[[ "$changelog_version" == "$version" ]] \
+[[ "${changelog_version%-*}" == "$version" ]] \
     || die "debian/changelog starts at $changelog_version but Cargo.toml says $version: add an entry"
 
 say "building localgpt $version for $arch ($target, release profile)"
@@ -105,6 +106,7 @@ EOF
 sed -e 's|%h/\.cargo/bin/localgpt|/usr/bin/localgpt|g' \
     -e 's|^# Install: .*|# Enable:   systemctl --user daemon-reload|' \
     -e '/^#           systemctl --user daemon-reload$/d' \
+    -e 's|^# For a system-wide service use .*|# The system-wide service is /lib/systemd/system/localgpt.service.|' \
     scripts/localgpt.service > "$assets/localgpt.user.service"
 grep -q '^ExecStart=/usr/bin/localgpt ' "$assets/localgpt.user.service" \
     || die "scripts/localgpt.service: ExecStart no longer names %h/.cargo/bin/localgpt"
@@ -123,12 +125,27 @@ gzip -9n "$assets/localgpt.1"
 out=target/debian/localgpt_${version}_${arch}.deb
 mkdir -p target/debian
 rm -f "$out"
-deb_args=(--no-build --output "$out")
+deb_args=(--no-build --output "$out" --deb-version "$changelog_version")
 # The release profile strips at link time (strip = true); the host's strip cannot read
 # a foreign binary, so cargo-deb does not strip again there.
 [[ $cross == yes ]] && deb_args+=(--target "$target" --no-strip)
 env "${build_env[@]}" cargo deb "${deb_args[@]}" >&2
 [[ -f "$out" ]] || die "cargo deb did not write $out"
+
+if [[ $cross == yes ]]; then
+    # dpkg-shlibdeps reads the cross libc's shlibs and asks for "libc6:arm64 (>= 2.36)",
+    # the cross package's own version; the binary needs only the newest GLIBC_ symbol
+    # version it links (Ubuntu 22.04 has 2.35, enough).
+    glibc=$("$gnu-objdump" -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' \
+        | sort -uV | tail -n 1)
+    [[ -n "$glibc" ]] || die "no GLIBC_ symbol versions in $binary"
+    repack=$(mktemp -d)
+    dpkg-deb -R "$out" "$repack/pkg"
+    sed -i "s/^Depends: .*/Depends: libc6 (>= $glibc)/" "$repack/pkg/DEBIAN/control"
+    dpkg-deb --root-owner-group -Zxz -b "$repack/pkg" "$out" >&2
+    rm -rf "$repack"
+    say "Depends: libc6 (>= $glibc), from the binary's symbol versions"
+fi
 
 say "lintian $out"
 lintian_out=$(lintian --fail-on error --display-info --allow-root "$out" 2>&1) && lintian_rc=0 || lintian_rc=$?
