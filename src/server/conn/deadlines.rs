@@ -17,8 +17,9 @@
 //! thread never ends; only the client's socket can be closed. Such connections stay
 //! listed after their shutdown and are counted as stuck.
 //!
-//! While no connection is open the watchdog sleeps in `poll` on the listening socket, so
-//! an idle daemon does not wake up for it.
+//! While no connection is open the watchdog sleeps in `poll` on the listening socket (a
+//! connection arriving wakes it), looking once a second in case one was accepted just
+//! before it started to wait.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
@@ -37,8 +38,11 @@ use crate::sync::lock;
 /// How often open connections are checked. A deadline is kept to within about this.
 const TICK: Duration = Duration::from_millis(250);
 /// How long an idle daemon sleeps between looks, in case a connection slipped in between
-/// the last look and the `poll` (tiny_http accepted it before the watchdog listened).
-const IDLE_LOOK: Duration = Duration::from_secs(5);
+/// the last look and the `poll` (tiny_http accepted it before the watchdog listened). A
+/// look reads this process's descriptor table: a few microseconds.
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+/// How long the watchdog keeps ticking after a connection arrived on an idle daemon.
+const ARRIVAL_WATCH: Duration = Duration::from_secs(2);
 /// A connection still open this long after its shutdown has a thread tiny_http will never
 /// free.
 const STUCK_AFTER: Duration = Duration::from_secs(2);
@@ -362,10 +366,13 @@ fn run(conns: &Connections, listener: &TcpListener, wake: &OwnedFd, stop: &Atomi
     if conns.pidfd.is_none() {
         return;
     }
+    // After a connection arrived, keep looking at the tick for a while even before it
+    // shows up (tiny_http may take a moment to accept it).
+    let mut alert_until = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         conns.look();
         conns.enforce();
-        let idle = lock(&conns.inner).conns.is_empty();
+        let idle = lock(&conns.inner).conns.is_empty() && Instant::now() >= alert_until;
         let wait = if idle { IDLE_LOOK } else { TICK };
         let mut fds = [
             PollFd::new(wake, PollFlags::IN),
@@ -378,6 +385,7 @@ fn run(conns: &Connections, listener: &TcpListener, wake: &OwnedFd, stop: &Atomi
             tv_nsec: 0,
         });
         if poll(watched, Some(&timeout)).is_ok_and(|n| n > 0) && idle {
+            alert_until = Instant::now() + ARRIVAL_WATCH;
             // A connection is arriving: give tiny_http a moment to accept it.
             std::thread::sleep(Duration::from_millis(20));
         }
