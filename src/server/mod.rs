@@ -225,6 +225,10 @@ fn serve(app: &Arc<App>, job: Job) {
                 let api = ApiRequest::new(&method, &target, headers, body);
                 handlers::chat::stream(app, request, &api, cors.as_deref())
             }
+            Ok(body) if route == Route::Events => {
+                let api = ApiRequest::new(&method, &target, headers, body);
+                handlers::events::open(app, request, &api, cors.as_deref())
+            }
             Ok(body) => {
                 let api = ApiRequest::new(&method, &target, headers, body);
                 let resp = catch_unwind(AssertUnwindSafe(|| handlers::handle(app, &route, &api)))

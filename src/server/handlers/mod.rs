@@ -1,6 +1,7 @@
 //! Handlers: plain functions from the shared state and a request to a response.
 
 pub mod chat;
+pub mod events;
 pub mod heartbeat;
 pub mod memory;
 pub mod sessions;
@@ -45,20 +46,24 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
         Route::DebugSleep | Route::DebugSleepFast => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         // Served by the server module itself: they need the raw connection.
-        Route::ChatStream | Route::WebSocket | Route::Preflight => Err(ApiError::internal(
-            format!("{route:?} reached the plain handler table"),
-        )),
+        Route::ChatStream | Route::Events | Route::WebSocket | Route::Preflight => Err(
+            ApiError::internal(format!("{route:?} reached the plain handler table")),
+        ),
     }
 }
 
 fn status(app: &App) -> serde_json::Value {
     let counts = app.agent.memory.counts();
+    let (telegram, events, notify) = app.reach.status_json();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs(),
         "model": app.config.agent.default_model.to_string(),
         "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
         "heartbeat": heartbeat::status_json(app),
+        "telegram": telegram,
+        "events": events,
+        "notify": notify,
     })
 }
 
