@@ -450,7 +450,8 @@ fn a_heartbeat_alert_reaches_the_feed_a_webhook_and_telegram() {
     let extra = format!(
         "[sessions]\nkeepalive = \"1s\"\n\
          [events]\nmax_listeners = 2\n\
-         [notify]\nwebhooks = [\"{}/api/webhook/secret-hook-id\"]\nretry_backoff = \"200ms\"\n",
+         [notify]\nwebhooks = [\"{}/api/webhook/secret-hook-id?tpl=1&m={{{{.text}}}}\"]\n\
+         retry_backoff = \"200ms\"\n",
         hook.server.url()
     );
     let home = home(&fake, Some(&tg), "", &extra);
@@ -493,10 +494,12 @@ fn a_heartbeat_alert_reaches_the_feed_a_webhook_and_telegram() {
     // The webhook: two failures, then delivered; one line when it failed, one when it
     // worked again, and never the secret part of the URL.
     let posts = hook.wait_for(3);
+    // The query (an ntfy template, say) goes as written.
     assert!(
         posts
             .iter()
-            .all(|(path, _)| path == "/api/webhook/secret-hook-id")
+            .all(|(path, _)| path == "/api/webhook/secret-hook-id?tpl=1&m={{.text}}"),
+        "{posts:?}"
     );
     let body: Value = serde_json::from_str(&posts[2].1).unwrap();
     assert_eq!(

@@ -131,11 +131,13 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     let n = &config.notify;
     for url in &n.webhooks {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.parse::<ureq::http::Uri>().is_err()
+        {
             return Err(invalid(
                 "notify.webhooks",
                 redact_url(url),
-                "every webhook must be an http:// or https:// URL",
+                "every webhook must be an http:// or https:// URL (spaces and the like percent-encoded)",
             ));
         }
     }
@@ -150,7 +152,9 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(invalid("notify.retries", n.retries, "must be at most 20"));
     }
     let t = &config.telegram;
-    if !(t.api_base.starts_with("http://") || t.api_base.starts_with("https://")) {
+    if !(t.api_base.starts_with("http://") || t.api_base.starts_with("https://"))
+        || t.api_base.parse::<ureq::http::Uri>().is_err()
+    {
         return Err(invalid(
             "telegram.api_base",
             &t.api_base,

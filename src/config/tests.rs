@@ -136,6 +136,11 @@ fn reach_settings() {
         e.contains("notify.webhooks") && !e.contains("secret-topic"),
         "{e}"
     );
+    let e = parse("[notify]\nwebhooks = [\"http://ha:8123/api/webhook/a b\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("notify.webhooks"), "{e}");
+    assert!(parse("[notify]\nwebhooks = [\"https://ntfy.sh/t?tpl=1&m={{.text}}\"]\n").is_ok());
     let c = parse("[telegram]\nallowed_users = [42, 7]\n").unwrap();
     assert_eq!(c.telegram.alerts_chat(), Some(42));
     assert!(!c.telegram.enabled());

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, unbounded};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
 use serde::{Deserialize, Serialize};
 
 use crate::heartbeat::{Run, RunStatus, Trigger};
@@ -247,9 +247,10 @@ impl Feed {
 
     fn start_thread(&self, inner: &mut Inner) -> std::io::Result<Sender<Attached>> {
         let (attach_tx, attach_rx) = bounded::<Attached>(ATTACH_QUEUE);
-        // Unbounded: the feed thread is the one reader that must see every event, and
-        // events come at most once per heartbeat run.
-        let (event_tx, event_rx) = unbounded::<Arc<Entry>>();
+        // Bounded like any subscriber: a feed thread stuck on a listener that stopped
+        // reading (until `server.write_timeout` cuts it) must not hoard events; listeners
+        // that miss some can resume from the backlog.
+        let (event_tx, event_rx) = bounded::<Arc<Entry>>(SUBSCRIBER_QUEUE);
         let keepalive = self.keepalive;
         thread::Builder::new()
             .name("events".into())
