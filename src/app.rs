@@ -1,10 +1,8 @@
-//! The daemon's shared state: the agent, the session store, the heartbeat, and what the
-//! server keeps about its connections. Handlers, the timer and the CLI work on it; nothing
-//! it owns refers back to it.
+//! The daemon's shared state: the agent, the session store and the heartbeat. Handlers,
+//! the timer and the CLI work on it; nothing it owns refers back to it.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use crate::agent::Agent;
@@ -25,8 +23,6 @@ pub struct App {
     pub sessions: SessionStore,
     /// Heartbeat runs: history, schedule, the run in progress.
     pub heartbeat: Arc<Heartbeat>,
-    /// Open WebSocket connections.
-    pub websockets: AtomicUsize,
     /// The events feed (every heartbeat run) and the health of webhooks and Telegram.
     pub reach: Reach,
 }
@@ -81,7 +77,6 @@ impl App {
             agent: Arc::new(agent),
             sessions,
             heartbeat: Arc::new(heartbeat),
-            websockets: AtomicUsize::new(0),
             reach,
             started: Instant::now(),
             config,

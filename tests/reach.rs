@@ -556,3 +556,37 @@ fn the_feed_refuses_a_bad_resume_point() {
     assert!(bad.body.contains("Last-Event-ID"));
     assert_eq!(status(&d)["telegram"], json!({"state": "off"}));
 }
+
+/// Regression: the feed's connection, handed over by its worker, counted as idle for the
+/// connection deadlines, so the watchdog cut every feed after `server.idle_timeout`.
+#[test]
+fn r_a_feed_outlives_the_idle_timeout() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::text("Still here?"));
+    let home = home(
+        &fake,
+        None,
+        "",
+        "[sessions]\nkeepalive = \"1s\"\n[events]\nbacklog = 10",
+    );
+    let config = std::fs::read_to_string(home.config_path()).unwrap();
+    std::fs::write(
+        home.config_path(),
+        config.replacen("[server]\n", "[server]\nidle_timeout = \"1s\"\n", 1),
+    )
+    .unwrap();
+    std::fs::create_dir_all(home.workspace()).unwrap();
+    std::fs::write(home.workspace().join("HEARTBEAT.md"), "- [ ] check\n").unwrap();
+    let d = Daemon::start_in(home);
+    let mut feed = Sse::get(d.addr, "/api/events", &[]);
+    assert_eq!(feed.status, 200);
+    // Three keepalives, a second apart at least: well past the idle timeout.
+    for _ in 0..3 {
+        let k = feed.next_raw().expect("the feed is still open");
+        assert!(k.comment);
+    }
+    let (code, _) = d.post("/api/heartbeat/run", "");
+    assert_eq!(code, 200);
+    let event = feed.next().expect("the feed is still open");
+    assert_eq!(event.data["text"], "Still here?");
+}

@@ -13,9 +13,10 @@ use ureq::{Agent, Timeout};
 pub const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 
 /// An agent with `connect` as its resolve/connect timeout and `read` as the longest
-/// silence while sending or receiving. Status codes are answers, not errors.
+/// silence while sending or receiving. Status codes are answers, not errors. Its reads can
+/// be cancelled (`providers::cancel::watched`), so a long poll ends at shutdown.
 pub fn agent(connect: Duration, read: Duration) -> Agent {
-    Agent::config_builder()
+    let config = Agent::config_builder()
         .timeout_resolve(Some(connect))
         .timeout_connect(Some(connect))
         .timeout_per_read(Some(read))
@@ -26,8 +27,12 @@ pub fn agent(connect: Duration, read: Duration) -> Agent {
         .max_response_header_size(32 * 1024)
         .input_buffer_size(16 * 1024)
         .output_buffer_size(16 * 1024)
-        .build()
-        .into()
+        .build();
+    Agent::with_parts(
+        config,
+        crate::providers::cancel::Interruptible::default(),
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    )
 }
 
 /// Reads an answer body (up to [`MAX_ANSWER_BYTES`]) as text.

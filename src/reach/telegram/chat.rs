@@ -235,6 +235,10 @@ impl TurnSink for Sink<'_> {
         self.shared.stopping()
     }
 
+    fn cancel_check(&self) -> Option<crate::providers::cancel::CancelCheck> {
+        Some(self.shared.cancel_check())
+    }
+
     fn can_approve(&self) -> bool {
         true
     }

@@ -28,6 +28,7 @@ use super::feed::{Entry, Event, Feed};
 use crate::agent::approval::Decision;
 use crate::config::TelegramConfig;
 use crate::heartbeat::RunStatus;
+use crate::providers::cancel::{CancelCheck, watched};
 use crate::sync::lock;
 use api::{BotApi, BotError, CallbackQuery, Update};
 use state::Store;
@@ -94,7 +95,7 @@ pub(crate) struct Shared {
     status: Arc<Status>,
     config: TelegramConfig,
     /// Set on shutdown, or when the token was refused.
-    stopping: AtomicBool,
+    stopping: Arc<AtomicBool>,
     /// Disconnects on shutdown: wakes every wait.
     stop: Receiver<()>,
     /// Turns and sends in progress, for a shutdown that waits for them.
@@ -115,6 +116,12 @@ impl Drop for Busy<'_> {
 impl Shared {
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Asks whether the bridge is stopping, from a thread waiting on Telegram or a model.
+    fn cancel_check(&self) -> CancelCheck {
+        let stopping = self.stopping.clone();
+        Arc::new(move || stopping.load(Ordering::SeqCst))
     }
 
     fn busy(&self) -> Busy<'_> {
@@ -225,7 +232,7 @@ pub fn spawn(
         host,
         status,
         config: config.clone(),
-        stopping: AtomicBool::new(false),
+        stopping: Arc::new(AtomicBool::new(false)),
         stop: stop_rx,
         busy: Mutex::new(0),
         idle: Condvar::new(),
@@ -260,9 +267,9 @@ fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) {
 }
 
 impl Bridge {
-    /// Stops taking messages, lets turns in progress end (they are asked to stop), and
-    /// waits up to `grace` for them. A long poll in flight is left to end on its own: what
-    /// it brings is not taken, so Telegram sends it again after the restart.
+    /// Stops taking messages, ends the long poll in flight (what it brings is not taken, so
+    /// Telegram sends it again after the restart), asks turns in progress to stop, and
+    /// waits up to `grace` for all of it.
     pub fn stop(mut self, grace: Duration) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.stop = None;
@@ -299,6 +306,8 @@ pub fn probe(config: &TelegramConfig) -> Result<String, BotError> {
 /// The poller: checks the token, tells chats whose answer a restart cut short, then
 /// long-polls until the bridge stops.
 fn poll(shared: &Arc<Shared>) {
+    // Counted as work, so a stop waits the moment it takes a cancelled poll to end.
+    let _alive = shared.busy();
     match shared.api.get_me() {
         Ok(me) => {
             let name = me.username.map(|u| format!("@{u}"));
@@ -329,7 +338,14 @@ fn poll(shared: &Arc<Shared>) {
     let mut backoff = FIRST_BACKOFF;
     let wait = shared.config.poll_timeout.get();
     while !shared.stopping() {
-        let wait_after = match shared.api.get_updates(shared.store.offset(), wait) {
+        let polled = watched(Some(shared.cancel_check()), || {
+            shared.api.get_updates(shared.store.offset(), wait)
+        });
+        if shared.stopping() {
+            // What this poll brought is not taken: Telegram sends it again after a restart.
+            return;
+        }
+        let wait_after = match polled {
             Ok(updates) => {
                 shared.recovered();
                 backoff = FIRST_BACKOFF;
