@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::heartbeat::Heartbeat;
 use crate::memory::{Memory, MemoryError};
 use crate::paths::Paths;
+use crate::reach::Reach;
 use crate::sessions::{SessionStore, StoreError};
 
 /// Everything a running daemon holds, shared by reference between threads.
@@ -22,6 +23,8 @@ pub struct App {
     pub sessions: SessionStore,
     /// Heartbeat runs: history, schedule, the run in progress.
     pub heartbeat: Arc<Heartbeat>,
+    /// The events feed (every heartbeat run) and the health of webhooks and Telegram.
+    pub reach: Reach,
 }
 
 /// Why the daemon's state could not be opened.
@@ -62,19 +65,33 @@ impl App {
             .map_err(OpenError::Memory)?;
         let sessions = SessionStore::open(&paths.sessions_db()).map_err(OpenError::Sessions)?;
         let agent = Agent::new(&config, memory, clock.clone()).map_err(OpenError::Config)?;
+        let reach = Reach::new(&config);
         let heartbeat = Heartbeat::open(
             &config.heartbeat,
             &config.agent.default_model,
             &paths.heartbeat_state(),
             clock,
-        );
+        )
+        .observed_by(reach.feed.heartbeat_observer());
         Ok(App {
             agent: Arc::new(agent),
             sessions,
             heartbeat: Arc::new(heartbeat),
+            reach,
             started: Instant::now(),
             config,
             paths,
         })
+    }
+}
+
+/// The Telegram bridge runs its turns on the daemon's agent and sessions.
+impl crate::reach::Host for App {
+    fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    fn sessions(&self) -> &SessionStore {
+        &self.sessions
     }
 }

@@ -4,6 +4,7 @@
 //! value that parses but makes no sense (port 0, a bind that is not an IP address, an
 //! unknown provider) is reported as `section.key: value: why`.
 
+mod reach;
 mod values;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use reach::{EventsConfig, NotifyConfig, TelegramConfig, redact_url};
 pub use values::{ModelRef, ProviderKind, Span, ToolPattern, Zone};
 
 /// The commented config file written by `localgpt config init`; a test keeps it equal to
@@ -68,6 +70,9 @@ pub struct Config {
     pub tools: ToolsConfig,
     pub sessions: SessionsConfig,
     pub logging: LoggingConfig,
+    pub events: EventsConfig,
+    pub notify: NotifyConfig,
+    pub telegram: TelegramConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -488,6 +493,11 @@ impl Config {
         {
             self.providers.anthropic.api_key = v;
         }
+        if self.telegram.bot_token.is_empty()
+            && let Some(v) = var("TELEGRAM_BOT_TOKEN")
+        {
+            self.telegram.bot_token = v.trim().to_string();
+        }
         Ok(())
     }
 
@@ -585,6 +595,7 @@ impl Config {
                 "must name an executable",
             ));
         }
+        reach::validate(self)?;
         if self.providers.read_timeout.get().is_zero()
             || self.providers.connect_timeout.get().is_zero()
         {
@@ -604,10 +615,14 @@ impl Config {
             &mut shown.server.auth_token,
             &mut shown.providers.openai.api_key,
             &mut shown.providers.anthropic.api_key,
+            &mut shown.telegram.bot_token,
         ] {
             if !secret.is_empty() {
                 *secret = "<redacted>".into();
             }
+        }
+        for url in &mut shown.notify.webhooks {
+            *url = redact_url(url);
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }

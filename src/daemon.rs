@@ -290,6 +290,7 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
         .memory
         .spawn_scanner(app.config.memory.scan_interval.get());
     let heartbeat = crate::heartbeat::Timer::spawn(app.heartbeat.clone(), app.agent.clone());
+    let reach = crate::reach::start(app.clone(), &app.reach, &app.config, &app.paths.state_dir);
     let (fatal_tx, fatal_rx) = bounded::<String>(1);
     let server = match socket {
         Some(socket) => {
@@ -334,6 +335,7 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
             warn!("shutdown grace of {grace:?} ran out with requests still running");
         }
     }
+    reach.stop(grace.saturating_sub(started.elapsed()));
     scanner.stop();
     drop(pid_file);
     outcome

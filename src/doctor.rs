@@ -112,6 +112,7 @@ pub fn run(config: Result<&Config, &ConfigError>, paths: &Paths) -> Vec<Check> {
     out.push(provider(config));
     out.push(heartbeat(config, paths));
     out.push(bash_sandbox(config));
+    out.push(telegram(&config.telegram));
     out
 }
 
@@ -156,7 +157,8 @@ fn config_secrets(paths: &Paths) -> Option<Check> {
 fn holds_secret(value: &toml::Value) -> bool {
     match value {
         toml::Value::Table(t) => t.iter().any(|(k, v)| {
-            ((k == "api_key" || k == "auth_token") && v.as_str().is_some_and(|s| !s.is_empty()))
+            ((k == "api_key" || k == "auth_token" || k == "bot_token")
+                && v.as_str().is_some_and(|s| !s.is_empty()))
                 || holds_secret(v)
         }),
         _ => false,
@@ -443,6 +445,38 @@ fn bash_sandbox(config: &Config) -> Check {
         );
     }
     Check::ok("bash sandbox", status.detail)
+}
+
+/// The Telegram bridge: off, or a token `getMe` accepts (a refused one fails).
+fn telegram(config: &crate::config::TelegramConfig) -> Check {
+    use crate::reach::telegram;
+    if !config.enabled() {
+        return Check::ok("telegram", "off (no telegram.bot_token)");
+    }
+    match telegram::probe(config) {
+        Ok(bot) if config.allowed_users.is_empty() => Check::warn(
+            "telegram",
+            format!("{bot} answers, but telegram.allowed_users is empty: every message is ignored"),
+            "add your numeric user id to telegram.allowed_users (docs/reach.md says how to find it)",
+        ),
+        Ok(bot) => Check::ok(
+            "telegram",
+            format!(
+                "{bot} answers; {} allowed user(s)",
+                config.allowed_users.len()
+            ),
+        ),
+        Err(e) if e.is_fatal() => Check::fail(
+            "telegram",
+            e.to_string(),
+            "ask @BotFather for the bot's token (/token) and set telegram.bot_token or TELEGRAM_BOT_TOKEN",
+        ),
+        Err(e) => Check::warn(
+            "telegram",
+            e.to_string(),
+            "check the network and telegram.api_base; the bridge retries on its own",
+        ),
+    }
 }
 
 #[cfg(test)]

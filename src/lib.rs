@@ -19,6 +19,7 @@ pub mod logging;
 pub mod memory;
 pub mod paths;
 pub mod providers;
+pub mod reach;
 pub mod server;
 pub mod sessions;
 pub mod sync;

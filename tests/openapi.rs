@@ -593,6 +593,12 @@ fn every_documented_status_is_answered_as_documented() {
         200,
     );
 
+    // The events feed: a stream that stays open, so only its head is read.
+    let feed = Sse::get(d.addr, "/api/events", &[]);
+    c.check("GET", "/api/events", feed.status, &feed.headers, &feed.body);
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    drop(feed);
+
     // The WebSocket upgrade.
     let ws = ws_connect(d.addr, None).expect("upgrade");
     c.seen
@@ -735,6 +741,11 @@ fn every_route_answers_503_when_its_lane_is_full() {
                     );
                     c.check("GET", "/api/ws", status, &hs, &text);
                     status
+                } else if template == "/api/events" {
+                    // Admitted, it would stream forever: read only the head.
+                    let feed = Sse::get(d.addr, "/api/events", &[]);
+                    c.check("GET", "/api/events", feed.status, &feed.headers, &feed.body);
+                    feed.status
                 } else {
                     c.call(&d, &method, &template, &path, body.as_deref(), &[])
                         .0

@@ -111,3 +111,55 @@ fn hhmm() {
     assert_eq!(parse_hhmm("24:00"), None);
     assert_eq!(parse_hhmm("8:30"), None);
 }
+
+#[test]
+fn reach_settings() {
+    let mut c = Config::default();
+    c.apply_env(|k| (k == "TELEGRAM_BOT_TOKEN").then(|| "123:abc-DEF\n".to_string()))
+        .unwrap();
+    assert_eq!(c.telegram.bot_token, "123:abc-DEF");
+    assert!(c.validate().is_ok());
+    c.telegram.bot_token = "123:has space".into();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("telegram.bot_token") && !e.contains("has space"),
+        "{e}"
+    );
+    let e = parse("[telegram]\npoll_timeout = \"0\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("telegram.poll_timeout"), "{e}");
+    let e = parse("[notify]\nwebhooks = [\"ftp://x/secret-topic\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("notify.webhooks") && !e.contains("secret-topic"),
+        "{e}"
+    );
+    let e = parse("[notify]\nwebhooks = [\"http://ha:8123/api/webhook/a b\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("notify.webhooks"), "{e}");
+    assert!(parse("[notify]\nwebhooks = [\"https://ntfy.sh/t?tpl=1&m={{.text}}\"]\n").is_ok());
+    let c = parse("[telegram]\nallowed_users = [42, 7]\n").unwrap();
+    assert_eq!(c.telegram.alerts_chat(), Some(42));
+    assert!(!c.telegram.enabled());
+}
+
+#[test]
+fn redaction_hides_the_bot_token_and_webhook_paths() {
+    let mut c = Config::default();
+    c.telegram.bot_token = "123456:AAE-secret".into();
+    c.notify.webhooks = vec![
+        "https://ntfy.sh/my-secret-topic?tpl=1".into(),
+        "http://user:pw@ha.local:8123/api/webhook/abc".into(),
+        "http://example.com".into(),
+    ];
+    let shown = c.redacted_toml();
+    for secret in ["AAE-secret", "my-secret-topic", "pw@", "webhook/abc"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("https://ntfy.sh/<redacted>"), "{shown}");
+    assert!(shown.contains("http://ha.local:8123/<redacted>"), "{shown}");
+    assert!(shown.contains("\"http://example.com/\""), "{shown}");
+}

@@ -84,6 +84,12 @@ struct Inner {
     running: Option<(Timestamp, Trigger)>,
 }
 
+/// Told of every recorded run (timer, API and CLI runs alike) with, for an alert, the
+/// model's whole reply (the record keeps only a preview). Called on the thread that made the
+/// run, after it is stored and outside any heartbeat lock: it must return at once (hand the
+/// run to a queue; never wait on one).
+pub type Observer = Arc<dyn Fn(&Run, Option<&str>) + Send + Sync>;
+
 /// The heartbeat's state, shared by the timer thread, the API and the CLI.
 pub struct Heartbeat {
     config: HeartbeatConfig,
@@ -97,6 +103,7 @@ pub struct Heartbeat {
     inner: Mutex<Inner>,
     /// Set on shutdown: a turn in progress stops at its next step.
     stopping: Arc<AtomicBool>,
+    observers: Vec<Observer>,
 }
 
 /// Clears the running mark when a run ends, also if it panics.
@@ -136,7 +143,14 @@ impl Heartbeat {
                 running: None,
             }),
             stopping: Arc::new(AtomicBool::new(false)),
+            observers: Vec::new(),
         }
+    }
+
+    /// Adds an [`Observer`] of every run recorded from now on.
+    pub fn observed_by(mut self, observer: Observer) -> Heartbeat {
+        self.observers.push(observer);
+        self
     }
 
     /// Whether the timer runs: `heartbeat.enabled` and an interval above zero.
@@ -193,8 +207,9 @@ impl Heartbeat {
     /// for by hand ignore active hours (someone asked), but still skip an empty task list.
     pub fn run_now(&self, agent: &Agent, trigger: Trigger) -> Result<Run, Busy> {
         let (time, _guard) = self.begin(trigger)?;
-        let run = run::cycle(self, agent, trigger, time);
-        self.finish(&run);
+        let mut reply = None;
+        let run = run::cycle(self, agent, trigger, time, &mut reply);
+        self.finish(&run, reply.as_deref());
         Ok(run)
     }
 
@@ -216,10 +231,13 @@ impl Heartbeat {
                 let mut inner = self.lock();
                 inner.anchor = Some(now);
                 self.record_locked(&mut inner, &run);
+                drop(inner);
+                self.notify(&run, None);
             }
             Ok((time, guard)) => {
-                let run = run::cycle(self, agent, Trigger::Timer, time);
-                self.finish(&run);
+                let mut reply = None;
+                let run = run::cycle(self, agent, Trigger::Timer, time, &mut reply);
+                self.finish(&run, reply.as_deref());
                 drop(guard);
                 let now = self.clock.now();
                 if let Some((missed, last_due)) =
@@ -233,6 +251,8 @@ impl Heartbeat {
                     let mut inner = self.lock();
                     inner.anchor = Some(last_due);
                     self.record_locked(&mut inner, &skipped);
+                    drop(inner);
+                    self.notify(&skipped, None);
                 }
             }
         }
@@ -265,7 +285,7 @@ impl Heartbeat {
         Ok((now, RunningGuard(self)))
     }
 
-    fn finish(&self, run: &Run) {
+    fn finish(&self, run: &Run, reply: Option<&str>) {
         match run.status {
             RunStatus::Skipped => {
                 log::debug!("heartbeat skipped: {}", run.reason.as_deref().unwrap_or(""))
@@ -282,8 +302,14 @@ impl Heartbeat {
                 run.reason.as_deref().unwrap_or("")
             ),
         }
-        let mut inner = self.lock();
-        self.record_locked(&mut inner, run);
+        self.record_locked(&mut self.lock(), run);
+        self.notify(run, reply);
+    }
+
+    fn notify(&self, run: &Run, reply: Option<&str>) {
+        for observe in &self.observers {
+            observe(run, reply);
+        }
     }
 
     /// Stores a run and persists the state. Written under the lock, so two runs finishing

@@ -179,8 +179,15 @@ impl TurnSink for Bounded<'_> {
     }
 }
 
-/// Runs one cycle at `time` and returns its record (not yet stored).
-pub(super) fn cycle(hb: &Heartbeat, agent: &Agent, trigger: Trigger, time: Timestamp) -> Run {
+/// Runs one cycle at `time` and returns its record (not yet stored); an alert's whole reply
+/// goes to `reply`.
+pub(super) fn cycle(
+    hb: &Heartbeat,
+    agent: &Agent,
+    trigger: Trigger,
+    time: Timestamp,
+    reply: &mut Option<String>,
+) -> Run {
     let began = Instant::now();
     let zone = &agent.zone;
     let elapsed_ms =
@@ -248,6 +255,7 @@ pub(super) fn cycle(hb: &Heartbeat, agent: &Agent, trigger: Trigger, time: Times
                     log::warn!("heartbeat: {why}");
                     run.reason = Some(why);
                 }
+                *reply = Some(outcome.response);
             }
         }
         Err(e) => run.reason = Some(failure(&e, &events, timeout)),

@@ -288,6 +288,8 @@ fn serve(srv: &Arc<Server>, job: Job) {
         log_access(app, &method, &path, status, received);
         return;
     }
+    // Set when the events feed took the connection over (busy for its whole life).
+    let mut fed = false;
     let status = match screen(cfg, &headers, &target, route) {
         Err(e) => reply_cors(request, e.into(), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
@@ -297,6 +299,12 @@ fn serve(srv: &Arc<Server>, job: Job) {
             Ok(body) if route == Route::ChatStream => {
                 let api = ApiRequest::new(&method, &target, headers, body);
                 handlers::chat::stream(app, request, &api, cors.as_deref())
+            }
+            Ok(body) if route == Route::Events => {
+                let api = ApiRequest::new(&method, &target, headers, body);
+                let (status, taken) = handlers::events::open(srv, request, &api, cors.as_deref());
+                fed = taken;
+                status
             }
             Ok(body) => {
                 let api = ApiRequest::new(&method, &target, headers, body);
@@ -318,8 +326,9 @@ fn serve(srv: &Arc<Server>, job: Job) {
             }
         },
     };
-    // An upgraded connection is the WebSocket's now, busy for its whole life.
-    if status != 101 {
+    // An upgraded connection is the WebSocket's now, and a feed the feed thread's: busy for
+    // their whole life.
+    if status != 101 && !fed {
         srv.conns.request_finished(peer.as_ref());
     }
     log_access(app, &method, &path, status, received);

@@ -20,6 +20,8 @@ pub enum Route {
     SessionApprove(String),
     HeartbeatGet,
     HeartbeatRun,
+    /// The events feed (SSE; the connection goes to the feed thread).
+    Events,
     WebSocket,
     /// A CORS preflight for any known path.
     Preflight,
@@ -73,6 +75,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/sessions/{id}/approve"),
     ("GET", "/api/heartbeat"),
     ("POST", "/api/heartbeat/run"),
+    ("GET", "/api/events"),
     ("GET", "/api/ws"),
 ];
 
@@ -118,6 +121,7 @@ pub fn route(method: &str, path: &str, debug_routes: bool) -> Result<Route, ApiE
         ["api", "heartbeat", "run"] => {
             Some((&["POST"], (m == "POST").then_some(Route::HeartbeatRun)))
         }
+        ["api", "events"] => Some((&["GET"], (m == "GET").then_some(Route::Events))),
         ["api", "ws"] => Some((&["GET"], (m == "GET").then_some(Route::WebSocket))),
         ["api", "debug", "sleep"] if debug_routes => {
             Some((&["POST"], (m == "POST").then_some(Route::DebugSleep)))
@@ -206,6 +210,8 @@ mod tests {
     fn lanes() {
         assert_eq!(Route::Health.lane(), Lane::Fast);
         assert_eq!(Route::MemorySearch.lane(), Lane::Fast);
+        // Admission only: the feed thread serves the stream, not the worker.
+        assert_eq!(Route::Events.lane(), Lane::Fast);
         assert_eq!(Route::Chat.lane(), Lane::Chat);
         assert_eq!(Route::ChatStream.lane(), Lane::Chat);
     }

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fake_provider;
+pub mod fake_telegram;
+pub mod http_server;
 pub mod stream_client;
 
 use std::fs;

@@ -26,7 +26,7 @@ impl Event {
     }
 }
 
-/// An open `POST /api/chat/stream`.
+/// An open event stream (`POST /api/chat/stream`, `GET /api/events`).
 pub struct Sse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -38,17 +38,33 @@ pub struct Sse {
 
 impl Sse {
     pub fn open(addr: SocketAddr, body: &str) -> Sse {
+        Sse::request(
+            addr,
+            &format!(
+                "POST /api/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    }
+
+    /// A `GET` stream (`/api/events`) with extra request headers.
+    pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        Sse::request(addr, &head)
+    }
+
+    /// Sends `request` (head and body) on a new connection and reads the answer's head.
+    fn request(addr: SocketAddr, request: &str) -> Sse {
         let stream = TcpStream::connect(addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .expect("timeout");
         let mut w = stream.try_clone().expect("clone");
-        write!(
-            w,
-            "POST /api/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("send");
+        w.write_all(request.as_bytes()).expect("send");
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line).expect("status line");

@@ -1,6 +1,7 @@
 //! Handlers: plain functions from the shared state and a request to a response.
 
 pub mod chat;
+pub mod events;
 pub mod heartbeat;
 pub mod memory;
 pub mod sessions;
@@ -46,15 +47,16 @@ pub fn handle(srv: &Server, route: &Route, req: &ApiRequest) -> Result<ApiRespon
         Route::DebugSleep | Route::DebugSleepFast => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         // Served by the server module itself: they need the raw connection.
-        Route::ChatStream | Route::WebSocket | Route::Preflight => Err(ApiError::internal(
-            format!("{route:?} reached the plain handler table"),
-        )),
+        Route::ChatStream | Route::Events | Route::WebSocket | Route::Preflight => Err(
+            ApiError::internal(format!("{route:?} reached the plain handler table")),
+        ),
     }
 }
 
 fn status(srv: &Server) -> serde_json::Value {
     let app = &srv.app;
     let counts = app.agent.memory.counts();
+    let (telegram, events, notify) = app.reach.status_json();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs(),
@@ -62,6 +64,9 @@ fn status(srv: &Server) -> serde_json::Value {
         "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
         "heartbeat": heartbeat::status_json(app),
         "connections": srv.conns.counts(),
+        "telegram": telegram,
+        "events": events,
+        "notify": notify,
     })
 }
 

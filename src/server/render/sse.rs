@@ -113,6 +113,18 @@ impl SseStream {
         s.write_chunk(&format!("id: {id}\ndata: {data}\n\n"))
     }
 
+    /// Sends one event whose `id:` the caller numbers and whose `data:` is already JSON
+    /// (the events feed); false once the client is gone.
+    pub fn event_with_id(&self, id: u64, data: &str) -> bool {
+        lock(&self.state).write_chunk(&format!("id: {id}\ndata: {data}\n\n"))
+    }
+
+    /// Sends a `: text` comment (one line); false once the client is gone.
+    pub fn comment(&self, text: &str) -> bool {
+        let line = text.replace(['\r', '\n'], " ");
+        lock(&self.state).write_chunk(&format!(": {line}\n\n"))
+    }
+
     pub fn is_broken(&self) -> bool {
         lock(&self.state).broken
     }
