@@ -126,7 +126,7 @@ fn dribbling_connections_are_released_while_health_answers() {
         .map(|_| TcpStream::connect(d.addr).expect("connect"))
         .collect();
     // A byte to each, round and round, until the daemon has closed every one.
-    let mut open = vec![true; CONNS];
+    let mut open = [true; CONNS];
     let mut sent = 0;
     let mut health_checked = false;
     while open.iter().any(|o| *o) {
