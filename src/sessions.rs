@@ -18,7 +18,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, FileControl, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::providers::{Message, Role, ToolCall};
+use crate::providers::{Context, Message, Role, ToolCall};
 use crate::sync::lock;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -61,6 +61,9 @@ pub struct StoredMessage {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub is_error: bool,
     pub created_at: String,
+    /// What the model was told beside a user message; the model's business, not the API's.
+    #[serde(skip)]
+    pub context: Option<Context>,
 }
 
 impl StoredMessage {
@@ -72,6 +75,7 @@ impl StoredMessage {
             tool_call_id: self.tool_call_id.clone(),
             tool_name: self.tool_name.clone(),
             is_error: self.is_error,
+            context: self.context.clone(),
         }
     }
 }
@@ -233,6 +237,16 @@ fn init(path: &Path) -> rusqlite::Result<Connection> {
             )),
         ));
     }
+    // Added within version 1: a nullable column older builds never name, so a database
+    // stays usable by both.
+    let has_context: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'context'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_context {
+        conn.execute("ALTER TABLE messages ADD COLUMN context TEXT", [])?;
+    }
     Ok(conn)
 }
 
@@ -386,12 +400,16 @@ impl SessionStore {
         } else {
             serde_json::to_string(&msg.tool_calls).ok()
         };
+        let context = msg
+            .context
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok());
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
-                "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![id, role_str(msg.role), msg.content, calls, msg.tool_call_id, msg.tool_name, msg.is_error as i64, at],
+                "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at, context)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![id, role_str(msg.role), msg.content, calls, msg.tool_call_id, msg.tool_name, msg.is_error as i64, at, context],
             )?;
             tx.execute(
                 "UPDATE sessions SET updated_at = ?2 WHERE id = ?1",
@@ -430,7 +448,7 @@ impl SessionStore {
 
 fn messages_after(conn: &Connection, id: &str, after: i64) -> rusqlite::Result<Vec<StoredMessage>> {
     let mut stmt = conn.prepare(
-        "SELECT id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at
+        "SELECT id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at, context
          FROM messages WHERE session_id = ?1 AND id > ?2 ORDER BY id",
     )?;
     let rows = stmt.query_map(params![id, after], |r| {
@@ -446,6 +464,9 @@ fn messages_after(conn: &Connection, id: &str, after: i64) -> rusqlite::Result<V
             tool_name: r.get(5)?,
             is_error: r.get::<_, i64>(6)? != 0,
             created_at: r.get(7)?,
+            context: r
+                .get::<_, Option<String>>(8)?
+                .and_then(|c| serde_json::from_str(&c).ok()),
         })
     })?;
     rows.collect()

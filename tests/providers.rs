@@ -31,6 +31,7 @@ fn request(model: &str) -> ChatRequest {
         messages: vec![Message::user("Say hello.")],
         tools: Vec::new(),
         max_tokens: 256,
+        ..Default::default()
     }
 }
 
@@ -240,11 +241,16 @@ fn anthropic_request_is_what_the_messages_api_expects() {
     assert_eq!(r.header("authorization"), None);
     let b = &r.body;
     assert_eq!(b["stream"], true);
-    assert_eq!(b["system"], "You are a test.");
+    assert_eq!(
+        b["system"],
+        json!([{"type": "text", "text": "You are a test.", "cache_control": {"type": "ephemeral"}}])
+    );
     assert_eq!(b["max_tokens"], 256);
     assert_eq!(
         b["messages"],
-        json!([{"role": "user", "content": [{"type": "text", "text": "Say hello."}]}])
+        json!([{"role": "user", "content": [
+            {"type": "text", "text": "Say hello.", "cache_control": {"type": "ephemeral"}}
+        ]}])
     );
     assert_eq!(b["tools"][0]["name"], "memory_search");
     assert_eq!(b["tools"][0]["input_schema"]["type"], "object");

@@ -1,12 +1,13 @@
 //! A chat turn inside a session: history in, every new message persisted as it happens,
 //! older history summarised when it outgrows its budget.
 
-use super::approval::Approver;
+use super::approval::{Approver, Policy};
 use super::events::{Answer, TurnEvent, TurnSink};
 use super::tools::cap;
 use super::turn::{TurnInput, run_turn};
 use super::{Agent, AgentError};
-use crate::config::ModelRef;
+use crate::config::{Fallback, ModelRef, ProviderKind};
+use crate::providers::cancel::CancelCheck;
 use crate::providers::{ChatRequest, Message, Role};
 use crate::sessions::{Claim, SessionStore, StoreError, StoredMessage};
 
@@ -92,7 +93,8 @@ pub fn run(
         return run_turn(agent, input, sink);
     };
     let id = claim.id().to_string();
-    let (summary, history) = prepare_history(agent, sessions, &id, &model)?;
+    let (summary, history) =
+        prepare_history(agent, sessions, &id, &model, params.include_memory, sink)?;
     let approver = if sink.can_approve() {
         Approver::Client {
             session_id: id.clone(),
@@ -172,6 +174,7 @@ impl TurnSink for Persisting<'_> {
 
 fn size(m: &StoredMessage) -> usize {
     m.content.len()
+        + m.context.as_ref().map_or(0, |c| c.text.len())
         + m.tool_calls
             .iter()
             .map(|c| c.name.len() + c.arguments.to_string().len())
@@ -180,12 +183,15 @@ fn size(m: &StoredMessage) -> usize {
 
 /// The session's history for the next turn. When it is larger than `agent.history_chars`,
 /// the older part (cut at a user message, so tool calls keep their results) is folded into
-/// the session's summary by the model, and the summary is kept.
+/// the session's summary by the model, and the summary is kept. Before that, a silent turn
+/// over the whole history lets the model save to memory what should outlast the details.
 fn prepare_history(
     agent: &Agent,
     sessions: &SessionStore,
     id: &str,
     model: &ModelRef,
+    include_memory: bool,
+    sink: &dyn TurnSink,
 ) -> Result<(Option<String>, Vec<Message>), AgentError> {
     let ctx = sessions.context(id)?;
     let budget = agent.settings.history_chars;
@@ -213,6 +219,7 @@ fn prepare_history(
         return Ok((summary_of(&ctx.summary), all(&ctx)));
     }
     let older = &ctx.messages[..cut];
+    flush_memory(agent, model, include_memory, &ctx, sink)?;
     let summary = summarise(agent, model, &ctx.summary, older)?;
     sessions.set_summary(id, &summary, older[older.len() - 1].id)?;
     log::info!(
@@ -261,7 +268,128 @@ fn summarise(
         messages: vec![Message::user(transcript)],
         tools: Vec::new(),
         max_tokens: agent.settings.max_tokens,
+        ..Default::default()
     };
     let done = provider.complete(&request, &mut |_| true)?;
     Ok(done.text.trim().to_string())
+}
+
+/// The message of the silent turn before a summary.
+pub const FLUSH_REQUEST: &str = "[From LocalGPT, not from the user] The older part of this \
+conversation is about to be condensed into a short summary, and its details will be gone. \
+Save now, with memory_append, what should last and is not saved yet: facts about the user, \
+decisions, plans, open tasks (target \"memory\" for lasting facts, \"daily\" for today's \
+events). Then answer only: done.";
+
+/// Runs the silent turn that lets the model save what should last before older turns are
+/// summarised: the whole history as the last turn sent it (so the provider's prompt cache
+/// serves it), the same tools offered, but only `memory_append` runs. Nothing of it is
+/// kept in the session or shown to the client. Skipped when it could save nothing; a
+/// failure is logged and the summary goes ahead.
+fn flush_memory(
+    agent: &Agent,
+    model: &ModelRef,
+    include_memory: bool,
+    ctx: &crate::sessions::SessionContext,
+    sink: &dyn TurnSink,
+) -> Result<(), AgentError> {
+    if let Some(why) = flush_skipped(agent, model) {
+        log::debug!("no memory flush before the summary: {why}");
+        return Ok(());
+    }
+    let input = TurnInput {
+        model: model.clone(),
+        message: FLUSH_REQUEST.to_string(),
+        include_memory,
+        history: ctx.messages.iter().map(StoredMessage::to_message).collect(),
+        summary: (!ctx.summary.is_empty()).then(|| ctx.summary.clone()),
+        policy: flush_policy(&agent.chat_policy),
+        approver: Approver::Nobody("only memory_append runs while a conversation is condensed"),
+    };
+    match run_turn(agent, input, &mut Silent(sink)) {
+        Ok(answer) => {
+            let saved = answer
+                .tools_used
+                .iter()
+                .filter(|t| t.name == "memory_append")
+                .count();
+            log::info!("memory flush before the summary: {saved} memory_append call(s)");
+            Ok(())
+        }
+        Err(e) if e.is_cancelled() => Err(e),
+        Err(e) => {
+            log::warn!("memory flush before the summary failed (summarising anyway): {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Why a flush could save nothing, if so.
+fn flush_skipped(agent: &Agent, model: &ModelRef) -> Option<&'static str> {
+    if !agent.chat_policy.offers("memory_append") {
+        Some("memory_append is not offered (tools are off)")
+    } else if model.provider() == ProviderKind::ClaudeCli {
+        Some("the claude-cli provider is offered no tools")
+    } else if !writable(agent.memory.workspace()) {
+        Some("the workspace is read-only")
+    } else {
+        None
+    }
+}
+
+/// The chat policy's tools, so the request keeps the prefix the provider cached, with every
+/// tool but `memory_append` denied.
+fn flush_policy(chat: &Policy) -> Policy {
+    Policy {
+        offered: chat.offered.clone(),
+        require_approval: chat
+            .offered
+            .iter()
+            .filter(|t| *t != "memory_append")
+            .filter_map(|t| t.parse().ok())
+            .collect(),
+        fallback: Fallback::Deny,
+    }
+}
+
+/// Whether a file can be created where the daily logs go (a read-only mount, or a folder
+/// of someone else's, cannot). The probe is named like a temp file of
+/// [`crate::durable::write_atomic`], so a crash leaves nothing the sweep misses.
+fn writable(workspace: &std::path::Path) -> bool {
+    let logs = workspace.join("memory");
+    let dir = if logs.is_dir() { logs.as_path() } else { workspace };
+    let probe = dir.join(format!(
+        ".write-probe.tmp-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A turn nobody sees: its messages are not kept and its events go nowhere, but the client
+/// going away still stops it.
+struct Silent<'a>(&'a dyn TurnSink);
+
+impl TurnSink for Silent<'_> {
+    fn emit(&mut self, _event: TurnEvent) -> bool {
+        !self.0.cancelled()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0.cancelled()
+    }
+
+    fn cancel_check(&self) -> Option<CancelCheck> {
+        self.0.cancel_check()
+    }
 }

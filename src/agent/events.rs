@@ -56,6 +56,10 @@ pub struct Tokens {
     pub prompt: u64,
     pub completion: u64,
     pub total: u64,
+    /// Of `prompt`, the tokens the provider took from its prompt cache; present when the
+    /// provider reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached: Option<u64>,
 }
 
 impl From<Usage> for Tokens {
@@ -64,6 +68,7 @@ impl From<Usage> for Tokens {
             prompt: u.prompt,
             completion: u.completion,
             total: u.prompt + u.completion,
+            cached: u.cached,
         }
     }
 }

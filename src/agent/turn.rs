@@ -27,6 +27,27 @@ pub struct TurnInput {
 /// Runs one turn to its end.
 pub fn run_turn(
     agent: &Agent,
+    input: TurnInput,
+    sink: &mut dyn TurnSink,
+) -> Result<Answer, AgentError> {
+    let started = std::time::Instant::now();
+    let model = input.model.to_string();
+    let outcome = turn(agent, input, sink);
+    if let Ok(answer) = &outcome {
+        let t = &answer.tokens;
+        let cached = t.cached.map_or("-".to_string(), |n| n.to_string());
+        log::debug!(
+            "turn {model} prompt {} cached {cached} completion {} {:.1}ms",
+            t.prompt,
+            t.completion,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    outcome
+}
+
+fn turn(
+    agent: &Agent,
     mut input: TurnInput,
     sink: &mut dyn TurnSink,
 ) -> Result<Answer, AgentError> {
@@ -35,12 +56,22 @@ pub fn run_turn(
     let offered: Vec<&str> = input.policy.offered.iter().map(String::as_str).collect();
     let specs = tools::specs(&offered);
     let now = crate::clock::local(agent.clock.now(), agent.zone.tz());
-    let mut system = super::prompt::system_prompt(
-        agent.memory.workspace(),
-        &now,
+    let workspace = agent.memory.workspace();
+    // Stable first, volatile last (see `prompt`): the time and the daily logs go with the
+    // new message, after everything a provider may have cached.
+    let (mut system, logs_budget) = super::prompt::system_prompt(
+        workspace,
         input.include_memory,
         settings.memory_context_chars,
         !specs.is_empty(),
+    );
+    let stable_system = system.len();
+    let context = super::prompt::turn_context(
+        workspace,
+        &now,
+        input.include_memory,
+        logs_budget,
+        &input.history,
     );
     if let Some(summary) = &input.summary {
         system.push_str("\n## Earlier in this conversation (summary)\n");
@@ -49,7 +80,7 @@ pub fn run_turn(
     }
 
     let mut messages = std::mem::take(&mut input.history);
-    let user = Message::user(std::mem::take(&mut input.message));
+    let user = Message::user(std::mem::take(&mut input.message)).with_context(context);
     sink.message(&user);
     messages.push(user);
     let mut usage = Usage::default();
@@ -72,6 +103,7 @@ pub fn run_turn(
         let request = ChatRequest {
             model: input.model.name().to_string(),
             system: system.clone(),
+            stable_system,
             messages: messages.clone(),
             tools: specs.clone(),
             max_tokens: settings.max_tokens,
@@ -90,8 +122,7 @@ pub fn run_turn(
             Err(_) if sink.cancelled() => return Err(ProviderError::Cancelled.into()),
             other => other?,
         };
-        usage.prompt += completion.usage.prompt;
-        usage.completion += completion.usage.completion;
+        usage.add(completion.usage);
         last_text = completion.text.clone();
         let reply = Message::assistant(completion.text, completion.tool_calls.clone());
         sink.message(&reply);

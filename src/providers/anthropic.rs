@@ -5,6 +5,14 @@
 //! `content_block_delta` (`text_delta` text, or `input_json_delta` pieces of the tool
 //! input's JSON), `content_block_stop`, `message_delta` (stop reason, output token count),
 //! `message_stop`; `ping` keeps the connection alive and `error` aborts the answer.
+//!
+//! Prompt caching: the API caches a request's prefix (tools, then system, then messages)
+//! up to each block marked `cache_control: {"type": "ephemeral"}`, at most four marks a
+//! request, and a later request reads it back if its prefix up to a mark is byte for byte
+//! the same. We mark the stable system block (shared by every session and the heartbeat),
+//! the conversation's own system block (its summary), the end of the history before the
+//! newest user message, and the end of the request (what the next call will repeat).
+//! `usage.cache_read_input_tokens` counts what was read from the cache.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +34,11 @@ const API_VERSION: &str = "2023-06-01";
 
 /// `max_tokens` is required by the API; used when the request leaves it at 0.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// The cache mark the API knows: a five-minute cache, refreshed by every read.
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
+}
 
 /// The Messages API provider.
 pub struct Anthropic {
@@ -105,7 +118,7 @@ fn request_body(req: &ChatRequest) -> Value {
         "messages": messages_json(&req.messages),
     });
     if !req.system.is_empty() {
-        body["system"] = json!(req.system);
+        body["system"] = system_blocks(&req.system, req.stable_system);
     }
     if !req.tools.is_empty() {
         body["tools"] = req
@@ -123,14 +136,39 @@ fn request_body(req: &ChatRequest) -> Value {
     body
 }
 
+/// The system prompt as text blocks, each marked for caching: the part every turn shares
+/// (the first `stable` bytes), then the rest, which is the conversation's own.
+fn system_blocks(system: &str, stable: usize) -> Value {
+    let (shared, own) = match system.get(..stable) {
+        Some(shared) if stable > 0 => (shared, &system[stable..]),
+        _ => (system, ""),
+    };
+    [shared, own]
+        .into_iter()
+        .filter(|text| !text.is_empty())
+        .map(|text| json!({"type": "text", "text": text, "cache_control": ephemeral()}))
+        .collect()
+}
+
 /// Our messages as Messages API turns: tool results become `tool_result` blocks in a user
 /// turn, tool calls become `tool_use` blocks, and neighbours with the same role are merged
-/// because the API requires user and assistant turns to alternate.
+/// because the API requires user and assistant turns to alternate. A user message's
+/// context is a text block after its words. The last block of the history (the turn before
+/// the newest user message) and the last block of all are marked for caching: the cache
+/// looks back only about twenty blocks from a mark, and a turn with tool calls adds more.
 fn messages_json(messages: &[Message]) -> Vec<Value> {
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut newest_user_turn = None;
     for m in messages {
         let (role, blocks) = match m.role {
-            Role::User => ("user", text_block(&m.content).into_iter().collect()),
+            Role::User => {
+                let context = m.context.as_ref().map_or("", |c| c.text.as_str());
+                let blocks: Vec<Value> = [text_block(&m.content), text_block(context)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                ("user", blocks)
+            }
             Role::Assistant => {
                 let mut blocks: Vec<Value> = text_block(&m.content).into_iter().collect();
                 blocks.extend(m.tool_calls.iter().map(|c| {
@@ -156,14 +194,24 @@ fn messages_json(messages: &[Message]) -> Vec<Value> {
             Some((last, existing)) if *last == role => existing.extend(blocks),
             _ => turns.push((role, blocks)),
         }
+        if m.role == Role::User {
+            newest_user_turn = Some(turns.len() - 1);
+        }
+    }
+    for (_, blocks) in &mut turns {
+        // In a user turn the tool results must come before any text.
+        blocks.sort_by_key(|b| b["type"] != "tool_result");
+    }
+    let history_end = newest_user_turn.and_then(|t| t.checked_sub(1));
+    let last = turns.len().checked_sub(1);
+    for marked in [history_end, last].into_iter().flatten() {
+        if let Some(block) = turns[marked].1.last_mut() {
+            block["cache_control"] = ephemeral();
+        }
     }
     turns
         .into_iter()
-        .map(|(role, mut blocks)| {
-            // In a user turn the tool results must come before any text.
-            blocks.sort_by_key(|b| b["type"] != "tool_result");
-            json!({"role": role, "content": blocks})
-        })
+        .map(|(role, blocks)| json!({"role": role, "content": blocks}))
         .collect()
 }
 
@@ -212,6 +260,7 @@ impl Answer {
                     + count(&usage["cache_creation_input_tokens"])
                     + count(&usage["cache_read_input_tokens"]);
                 self.completion.usage.completion = count(&usage["output_tokens"]);
+                self.completion.usage.cached = usage["cache_read_input_tokens"].as_u64();
             }
             "content_block_start" => {
                 let block = &data["content_block"];
@@ -271,6 +320,9 @@ impl Answer {
                     self.completion.usage.prompt = input
                         + count(&usage["cache_creation_input_tokens"])
                         + count(&usage["cache_read_input_tokens"]);
+                }
+                if let Some(read) = usage["cache_read_input_tokens"].as_u64() {
+                    self.completion.usage.cached = Some(read);
                 }
             }
             "message_stop" => return Ok(true),
@@ -356,6 +408,7 @@ mod tests {
         assert_eq!(seen, "Let me look.");
         assert_eq!(c.text, "Let me look.");
         assert_eq!((c.usage.prompt, c.usage.completion), (15, 30));
+        assert_eq!(c.usage.cached, Some(5));
         assert_eq!(c.stop_reason.as_deref(), Some("tool_use"));
         assert_eq!(c.tool_calls[0].id, "toolu_1");
         assert_eq!(c.tool_calls[0].arguments, json!({"path": "MEMORY.md"}));
@@ -402,9 +455,13 @@ mod tests {
                 parameters: json!({"type": "object"}),
             }],
             max_tokens: 0,
+            ..Default::default()
         };
         let body = request_body(&req);
-        assert_eq!(body["system"], "sys");
+        assert_eq!(
+            body["system"],
+            json!([{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}])
+        );
         assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
         let turns = body["messages"].as_array().unwrap();
@@ -417,6 +474,47 @@ mod tests {
         assert_eq!(results[0]["type"], "tool_result");
         assert_eq!(results[0]["tool_use_id"], "toolu_a");
         assert_eq!(results[1]["is_error"], true);
-        assert_eq!(results[2], json!({"type": "text", "text": "thanks"}));
+        assert_eq!(
+            results[2],
+            json!({"type": "text", "text": "thanks", "cache_control": {"type": "ephemeral"}})
+        );
+        // The history ends with the turn before the newest user message.
+        assert_eq!(turns[1]["content"][2]["cache_control"]["type"], "ephemeral");
+        assert!(turns[1]["content"][1].get("cache_control").is_none());
+        assert!(turns[0]["content"][1].get("cache_control").is_none());
+    }
+
+    #[test]
+    fn stable_system_and_context_blocks_are_marked_within_four() {
+        use crate::providers::Context;
+        let context = |text: &str| Context {
+            text: text.into(),
+            shown: Vec::new(),
+        };
+        let req = ChatRequest {
+            model: "claude-sonnet-4-5".into(),
+            system: "identity and rules\n## Summary\nearlier".into(),
+            stable_system: "identity and rules\n".len(),
+            messages: vec![
+                Message::user("one").with_context(context("<context>10:00</context>")),
+                Message::assistant("first answer", vec![]),
+                Message::user("two").with_context(context("<context>10:01</context>")),
+            ],
+            ..Default::default()
+        };
+        let body = request_body(&req);
+        let system = body["system"].as_array().unwrap();
+        assert_eq!(system.len(), 2);
+        assert_eq!(system[0]["text"], "identity and rules\n");
+        assert_eq!(system[1]["text"], "## Summary\nearlier");
+        let turns = body["messages"].as_array().unwrap();
+        assert_eq!(
+            turns[0]["content"],
+            json!([{"type": "text", "text": "one"}, {"type": "text", "text": "<context>10:00</context>"}])
+        );
+        assert_eq!(turns[2]["content"][0], json!({"type": "text", "text": "two"}));
+        assert_eq!(turns[2]["content"][1]["cache_control"]["type"], "ephemeral");
+        assert_eq!(turns[1]["content"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(body.to_string().matches("cache_control").count(), 4);
     }
 }

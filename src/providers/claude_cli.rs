@@ -251,6 +251,7 @@ impl Provider for ClaudeCli {
             + count("cache_creation_input_tokens")
             + count("cache_read_input_tokens");
         completion.usage.completion = count("output_tokens");
+        completion.usage.cached = usage["cache_read_input_tokens"].as_u64();
         completion.stop_reason = (!subtype.is_empty()).then_some(subtype);
         Ok(completion)
     }
@@ -347,12 +348,12 @@ fn prompt_text(req: &ChatRequest) -> String {
     if let [only] = req.messages.as_slice()
         && only.role == Role::User
     {
-        out.push_str(&only.content);
+        out.push_str(&only.text_with_context());
         return out;
     }
     for m in &req.messages {
         match m.role {
-            Role::User => out.push_str(&format!("User: {}\n\n", m.content)),
+            Role::User => out.push_str(&format!("User: {}\n\n", m.text_with_context())),
             Role::Assistant => {
                 out.push_str(&format!("Assistant: {}\n", m.content));
                 for call in &m.tool_calls {
@@ -385,6 +386,7 @@ mod tests {
             messages,
             tools: vec![],
             max_tokens: 0,
+            ..Default::default()
         }
     }
 

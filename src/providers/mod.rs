@@ -65,6 +65,36 @@ pub struct Message {
     /// Tool messages: the tool failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_error: bool,
+    /// User messages: what the daemon told the model beside the user's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
+}
+
+/// What the daemon tells the model with a user message besides the user's own words: the
+/// time, and what is new in the daily logs. It is kept with the message, so every later
+/// request of the conversation repeats it byte for byte and a provider's prompt cache
+/// (which reuses only an identical prefix) still holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    /// What the model reads after the user's words.
+    pub text: String,
+    /// How far this text showed each daily log, so a later turn shows only what is new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shown: Vec<Shown>,
+}
+
+/// A part of a daily log that a [`Context`] showed: bytes `from..to` of `file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shown {
+    /// Path relative to the workspace (`memory/2026-02-14.md`).
+    pub file: String,
+    pub from: u64,
+    pub to: u64,
+    /// XXH3 of the file's bytes `0..to` as they were, to notice an edit of what was shown.
+    pub hash: u64,
+    /// The part stands on its own (the whole file, or its end cut to the budget); else it
+    /// continues the part shown before it, which ended at `from`.
+    pub whole: bool,
 }
 
 impl Message {
@@ -76,6 +106,7 @@ impl Message {
             tool_call_id: None,
             tool_name: None,
             is_error: false,
+            context: None,
         }
     }
 
@@ -87,6 +118,7 @@ impl Message {
             tool_call_id: None,
             tool_name: None,
             is_error: false,
+            context: None,
         }
     }
 
@@ -98,6 +130,25 @@ impl Message {
             tool_call_id: Some(call.id.clone()),
             tool_name: Some(call.name.clone()),
             is_error,
+            context: None,
+        }
+    }
+
+    /// The message with its context attached.
+    pub fn with_context(mut self, context: Context) -> Message {
+        self.context = Some(context);
+        self
+    }
+
+    /// The text a model reads for this message: the content, then the context (after the
+    /// user's words, so a client that resends the conversation without our context still
+    /// shares the prefix up to the end of its own text).
+    pub fn text_with_context(&self) -> std::borrow::Cow<'_, str> {
+        match &self.context {
+            Some(c) if !c.text.is_empty() => {
+                std::borrow::Cow::Owned(format!("{}\n\n{}", self.content, c.text))
+            }
+            _ => std::borrow::Cow::Borrowed(&self.content),
         }
     }
 }
@@ -112,11 +163,15 @@ pub struct ToolSpec {
 }
 
 /// One model call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
     /// The model name without the provider prefix (`gpt-4o`, not `openai/gpt-4o`).
     pub model: String,
     pub system: String,
+    /// How many bytes at the start of `system` every turn shares (identity, tool rules,
+    /// curated memory); the rest belongs to one conversation (its summary). Anthropic gets
+    /// the two parts as separate, cached system blocks. 0: no such split.
+    pub stable_system: usize,
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
     pub max_tokens: u32,
@@ -125,8 +180,24 @@ pub struct ChatRequest {
 /// Token counts as the provider reported them (0 when it did not).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
+    /// The whole prompt, cached or not.
     pub prompt: u64,
     pub completion: u64,
+    /// Prompt tokens the provider took from its prompt cache instead of reading them;
+    /// `None` when it does not say.
+    pub cached: Option<u64>,
+}
+
+impl Usage {
+    /// Adds the counts of another model call of the same turn.
+    pub fn add(&mut self, other: Usage) {
+        self.prompt += other.prompt;
+        self.completion += other.completion;
+        self.cached = match (self.cached, other.cached) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    }
 }
 
 /// What a finished model call produced.

@@ -3,7 +3,8 @@
 //! The answer is newline-delimited JSON: `done: false` lines carry `message.content`
 //! deltas, and tool calls as whole objects in `message.tool_calls` (arguments already an
 //! object, usually no id); the last line has `done: true` with `prompt_eval_count` and
-//! `eval_count`. A line `{"error": "..."}` aborts the answer.
+//! `eval_count` (and, from newer servers, `prompt_eval_cached_count`: the prompt tokens
+//! reused from its cache). A line `{"error": "..."}` aborts the answer.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -75,6 +76,7 @@ impl Provider for Ollama {
             if chunk.done {
                 completion.usage.prompt = chunk.prompt_eval_count.unwrap_or(0);
                 completion.usage.completion = chunk.eval_count.unwrap_or(0);
+                completion.usage.cached = chunk.prompt_eval_cached_count;
                 completion.stop_reason = chunk.done_reason;
                 lines.finish();
                 return Ok(completion);
@@ -106,7 +108,7 @@ fn request_body(req: &ChatRequest) -> Value {
 
 fn message_json(m: &Message) -> Value {
     match m.role {
-        Role::User => json!({"role": "user", "content": m.content}),
+        Role::User => json!({"role": "user", "content": m.text_with_context()}),
         Role::Assistant => {
             let mut message = json!({"role": "assistant", "content": m.content});
             if !m.tool_calls.is_empty() {
@@ -141,6 +143,7 @@ struct Chunk {
     done: bool,
     done_reason: Option<String>,
     prompt_eval_count: Option<u64>,
+    prompt_eval_cached_count: Option<u64>,
     eval_count: Option<u64>,
     error: Option<String>,
 }
@@ -226,6 +229,7 @@ mod tests {
             ],
             tools: vec![],
             max_tokens: 0,
+            ..Default::default()
         };
         let body = request_body(&req);
         assert!(body.get("tools").is_none() && body.get("options").is_none());

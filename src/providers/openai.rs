@@ -8,7 +8,9 @@
 //! `choices[0].delta.content`; a tool call arrives in fragments under
 //! `delta.tool_calls[]`, keyed by `index`: the first fragment carries `id` and
 //! `function.name`, later ones carry pieces of the `function.arguments` string. With
-//! `stream_options.include_usage` the token counts come in a last chunk with no choices.
+//! `stream_options.include_usage` the token counts come in a last chunk with no choices;
+//! prompt tokens served from the prompt cache are `usage.prompt_tokens_details.cached_tokens`
+//! (OpenAI, and llama.cpp's server, which also sends `timings.cache_n`).
 
 use std::collections::BTreeMap;
 
@@ -128,7 +130,7 @@ fn request_body(req: &ChatRequest, max_completion_tokens: bool) -> Value {
 
 fn message_json(m: &Message) -> Value {
     match m.role {
-        Role::User => json!({"role": "user", "content": m.content}),
+        Role::User => json!({"role": "user", "content": m.text_with_context()}),
         Role::Assistant if m.tool_calls.is_empty() => {
             json!({"role": "assistant", "content": m.content})
         }
@@ -176,6 +178,8 @@ struct Chunk {
     choices: Option<Vec<Choice>>,
     usage: Option<ChunkUsage>,
     error: Option<Value>,
+    /// llama.cpp's server: its own counts, with the prompt tokens reused from its cache.
+    timings: Option<Timings>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +211,17 @@ struct FunctionDelta {
 struct ChunkUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Timings {
+    cache_n: Option<u64>,
 }
 
 /// A tool call being assembled from its fragments.
@@ -222,6 +237,8 @@ struct PartialCall {
 struct Answer {
     completion: Completion,
     calls: BTreeMap<usize, PartialCall>,
+    /// `timings.cache_n`, used when the usage does not say what was cached.
+    cache_n: Option<u64>,
 }
 
 impl Answer {
@@ -267,11 +284,19 @@ impl Answer {
         if let Some(usage) = chunk.usage {
             self.completion.usage.prompt = usage.prompt_tokens.unwrap_or(0);
             self.completion.usage.completion = usage.completion_tokens.unwrap_or(0);
+            self.completion.usage.cached =
+                usage.prompt_tokens_details.and_then(|d| d.cached_tokens);
+        }
+        if let Some(cache_n) = chunk.timings.and_then(|t| t.cache_n) {
+            self.cache_n = Some(cache_n);
         }
         Ok(())
     }
 
     fn finish(mut self) -> Completion {
+        if self.completion.usage.cached.is_none() {
+            self.completion.usage.cached = self.cache_n;
+        }
         self.completion.tool_calls = self
             .calls
             .into_values()
@@ -320,11 +345,24 @@ mod tests {
         let c = a.finish();
         assert_eq!(c.stop_reason.as_deref(), Some("tool_calls"));
         assert_eq!((c.usage.prompt, c.usage.completion), (12, 7));
+        assert_eq!(c.usage.cached, None);
         assert_eq!(c.tool_calls.len(), 2);
         assert_eq!(c.tool_calls[0].id, "call_a");
         assert_eq!(c.tool_calls[0].arguments, json!({"path": "a.md"}));
         assert_eq!(c.tool_calls[1].name, "bash");
         assert_eq!(c.tool_calls[1].arguments, json!({"_raw": "{\"cmd\":\"ls"}));
+    }
+
+    #[test]
+    fn cached_prompt_tokens_from_the_usage_or_llama_cpp_timings() {
+        let mut a = Answer::default();
+        feed(&mut a, r#"{"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":8,"prompt_tokens_details":{"cached_tokens":19}},"timings":{"cache_n":18,"prompt_n":1}}"#).unwrap();
+        assert_eq!(a.finish().usage.cached, Some(19));
+        let mut a = Answer::default();
+        feed(&mut a, r#"{"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":8}}"#)
+            .unwrap();
+        feed(&mut a, r#"{"choices":[],"timings":{"cache_n":5,"prompt_n":15}}"#).unwrap();
+        assert_eq!(a.finish().usage.cached, Some(5));
     }
 
     #[test]
@@ -355,6 +393,7 @@ mod tests {
                 parameters: json!({"type": "object"}),
             }],
             max_tokens: 100,
+            ..Default::default()
         };
         let body = request_body(&req, false);
         assert_eq!(body["max_tokens"], 100);
