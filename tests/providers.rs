@@ -333,7 +333,8 @@ fn tool_results_go_back_in_each_api_shape() {
     assert_eq!(anthropic[2]["role"], "user");
     assert_eq!(
         anthropic[2]["content"][0],
-        json!({"type": "tool_result", "tool_use_id": "call_abc", "content": "Cats sleep a lot.", "is_error": false})
+        json!({"type": "tool_result", "tool_use_id": "call_abc", "content": "Cats sleep a lot.",
+            "is_error": false, "cache_control": {"type": "ephemeral"}})
     );
 
     let ollama = &recorded[2].body["messages"];

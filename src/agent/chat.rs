@@ -357,7 +357,11 @@ fn flush_policy(chat: &Policy) -> Policy {
 /// [`crate::durable::write_atomic`], so a crash leaves nothing the sweep misses.
 fn writable(workspace: &std::path::Path) -> bool {
     let logs = workspace.join("memory");
-    let dir = if logs.is_dir() { logs.as_path() } else { workspace };
+    let dir = if logs.is_dir() {
+        logs.as_path()
+    } else {
+        workspace
+    };
     let probe = dir.join(format!(
         ".write-probe.tmp-{}-{}",
         std::process::id(),

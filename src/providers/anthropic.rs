@@ -512,7 +512,10 @@ mod tests {
             turns[0]["content"],
             json!([{"type": "text", "text": "one"}, {"type": "text", "text": "<context>10:00</context>"}])
         );
-        assert_eq!(turns[2]["content"][0], json!({"type": "text", "text": "two"}));
+        assert_eq!(
+            turns[2]["content"][0],
+            json!({"type": "text", "text": "two"})
+        );
         assert_eq!(turns[2]["content"][1]["cache_control"]["type"], "ephemeral");
         assert_eq!(turns[1]["content"][0]["cache_control"]["type"], "ephemeral");
         assert_eq!(body.to_string().matches("cache_control").count(), 4);

@@ -359,9 +359,16 @@ mod tests {
         feed(&mut a, r#"{"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":8,"prompt_tokens_details":{"cached_tokens":19}},"timings":{"cache_n":18,"prompt_n":1}}"#).unwrap();
         assert_eq!(a.finish().usage.cached, Some(19));
         let mut a = Answer::default();
-        feed(&mut a, r#"{"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":8}}"#)
-            .unwrap();
-        feed(&mut a, r#"{"choices":[],"timings":{"cache_n":5,"prompt_n":15}}"#).unwrap();
+        feed(
+            &mut a,
+            r#"{"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":8}}"#,
+        )
+        .unwrap();
+        feed(
+            &mut a,
+            r#"{"choices":[],"timings":{"cache_n":5,"prompt_n":15}}"#,
+        )
+        .unwrap();
         assert_eq!(a.finish().usage.cached, Some(5));
     }
 

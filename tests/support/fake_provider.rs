@@ -69,6 +69,11 @@ pub struct Reply {
     pub pieces: Vec<String>,
     pub tool_calls: Vec<(String, Value)>,
     pub usage: (u64, u64),
+    /// Prompt tokens reported as read from the prompt cache, in each wire format's field.
+    pub cached: Option<u64>,
+    /// OpenAI wire: report `cached` the way llama.cpp's server does, in `timings.cache_n`
+    /// (with no `prompt_tokens_details`).
+    pub llama_timings: bool,
     pub delay: Duration,
     pub fault: Option<Fault>,
     /// Frames sent before the answer waits for the gate to open.
@@ -116,6 +121,8 @@ impl Reply {
             pieces: vec![text.to_string()],
             tool_calls: Vec::new(),
             usage: (10, 5),
+            cached: None,
+            llama_timings: false,
             delay: Duration::ZERO,
             fault: None,
             hold: None,
@@ -164,6 +171,20 @@ impl Reply {
     /// Token counts reported (prompt, completion).
     pub fn usage(mut self, prompt: u64, completion: u64) -> Reply {
         self.usage = (prompt, completion);
+        self
+    }
+
+    /// Prompt tokens reported as cached: OpenAI `usage.prompt_tokens_details.cached_tokens`,
+    /// Anthropic `usage.cache_read_input_tokens`, Ollama `prompt_eval_cached_count`.
+    pub fn cached(mut self, tokens: u64) -> Reply {
+        self.cached = Some(tokens);
+        self
+    }
+
+    /// Cached tokens as llama.cpp's server reports them: `timings.cache_n`.
+    pub fn llama_cached(mut self, tokens: u64) -> Reply {
+        self.cached = Some(tokens);
+        self.llama_timings = true;
         self
     }
 
@@ -690,9 +711,16 @@ impl Out {
         self.frame_now(&format!("data: {}\n\n", chunk(json!({}), json!(finish))))?;
         if include_usage {
             let (p, c) = reply.usage;
-            let usage = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+            let mut usage = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                 "created": 0, "model": model, "choices": [],
                 "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}});
+            match reply.cached {
+                Some(n) if reply.llama_timings => {
+                    usage["timings"] = json!({"cache_n": n, "prompt_n": p.saturating_sub(n)});
+                }
+                Some(n) => usage["usage"]["prompt_tokens_details"] = json!({"cached_tokens": n}),
+                None => {}
+            }
             self.frame_now(&format!("data: {usage}\n\n"))?;
         }
         self.frame_now("data: [DONE]\n\n")?;
@@ -702,11 +730,17 @@ impl Out {
 
     fn anthropic(&mut self, reply: &Reply, model: &str) -> Result<(), Gone> {
         let (p, c) = reply.usage;
+        // The API counts cached prompt tokens apart from `input_tokens`.
+        let mut usage = json!({"input_tokens": p, "output_tokens": 1});
+        if let Some(n) = reply.cached {
+            usage = json!({"input_tokens": p.saturating_sub(n), "output_tokens": 1,
+                "cache_creation_input_tokens": 0, "cache_read_input_tokens": n});
+        }
         self.frame_now(&format!(
             "event: message_start\ndata: {}\n\n",
             json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
                 "role": "assistant", "content": [], "model": model, "stop_reason": null,
-                "stop_sequence": null, "usage": {"input_tokens": p, "output_tokens": 1}}})
+                "stop_sequence": null, "usage": usage}})
         ))?;
         let mut index = 0;
         if !reply.pieces.is_empty() {
@@ -794,9 +828,12 @@ impl Out {
             return Ok(());
         }
         let (p, c) = reply.usage;
-        let last = json!({"model": model, "created_at": "2025-01-01T00:00:00Z",
+        let mut last = json!({"model": model, "created_at": "2025-01-01T00:00:00Z",
             "message": {"role": "assistant", "content": ""}, "done": true,
             "done_reason": "stop", "total_duration": 1000, "prompt_eval_count": p, "eval_count": c});
+        if let Some(n) = reply.cached {
+            last["prompt_eval_cached_count"] = json!(n);
+        }
         self.frame_now(&format!("{last}\n"))?;
         self.end_body();
         Ok(())

@@ -219,11 +219,20 @@ mod tests {
         let first = turn_context(&ws.0, &at("2026-02-14T10:05:00"), true, 10_000, &[]);
         let t = &first.text;
         assert!(t.starts_with("<context>\nLocal time: Saturday 2026-02-14 10:05 (Europe/Paris)\n"));
-        assert!(t.find("watered").unwrap() < t.find("dentist").unwrap(), "{t}");
+        assert!(
+            t.find("watered").unwrap() < t.find("dentist").unwrap(),
+            "{t}"
+        );
         assert_eq!(first.shown.len(), 2);
 
         // Nothing changed: the time only.
-        let second = turn_context(&ws.0, &at("2026-02-14T10:06:00"), true, 10_000, &said(&[&first]));
+        let second = turn_context(
+            &ws.0,
+            &at("2026-02-14T10:06:00"),
+            true,
+            10_000,
+            &said(&[&first]),
+        );
         assert_eq!(
             second.text,
             "<context>\nLocal time: Saturday 2026-02-14 10:06 (Europe/Paris)\n</context>"
@@ -231,20 +240,59 @@ mod tests {
 
         // An append shows only the new line.
         ws.append("memory/2026-02-14.md", "- 10:07 bought milk\n");
-        let third = turn_context(&ws.0, &at("2026-02-14T10:08:00"), true, 10_000, &said(&[&first, &second]));
-        assert!(third.text.contains("new since last shown)\n- 10:07 bought milk\n"), "{}", third.text);
+        let third = turn_context(
+            &ws.0,
+            &at("2026-02-14T10:08:00"),
+            true,
+            10_000,
+            &said(&[&first, &second]),
+        );
+        assert!(
+            third
+                .text
+                .contains("new since last shown)\n- 10:07 bought milk\n"),
+            "{}",
+            third.text
+        );
         assert!(!third.text.contains("dentist"));
         let fourth_earlier = said(&[&first, &second, &third]);
-        let fourth = turn_context(&ws.0, &at("2026-02-14T10:09:00"), true, 10_000, &fourth_earlier);
+        let fourth = turn_context(
+            &ws.0,
+            &at("2026-02-14T10:09:00"),
+            true,
+            10_000,
+            &fourth_earlier,
+        );
         assert!(!fourth.text.contains("###"), "{}", fourth.text);
 
         // An edit of what was shown shows the whole log again.
-        ws.write("memory/2026-02-14.md", "- 09:00 dentist moved to 16:00\n- 10:07 bought milk\n");
-        let fifth = turn_context(&ws.0, &at("2026-02-14T10:10:00"), true, 10_000, &fourth_earlier);
-        assert!(fifth.text.contains("changed; it now reads)\n- 09:00 dentist moved"), "{}", fifth.text);
+        ws.write(
+            "memory/2026-02-14.md",
+            "- 09:00 dentist moved to 16:00\n- 10:07 bought milk\n",
+        );
+        let fifth = turn_context(
+            &ws.0,
+            &at("2026-02-14T10:10:00"),
+            true,
+            10_000,
+            &fourth_earlier,
+        );
+        assert!(
+            fifth
+                .text
+                .contains("changed; it now reads)\n- 09:00 dentist moved"),
+            "{}",
+            fifth.text
+        );
 
         // The next day: yesterday's log is known, today's is new (and empty).
-        let next_day = turn_context(&ws.0, &at("2026-02-15T00:01:00"), true, 10_000, &said(&[&first, &second, &third, &fifth]));
+        let next_day = turn_context(
+            &ws.0,
+            &at("2026-02-15T00:01:00"),
+            true,
+            10_000,
+            &said(&[&first, &second, &third, &fifth]),
+        );
         assert_eq!(
             next_day.text,
             "<context>\nLocal time: Sunday 2026-02-15 00:01 (Europe/Paris)\n</context>"
@@ -257,22 +305,44 @@ mod tests {
         ws.write("memory/2026-02-14.md", "- 09:00 dentist\n");
         let first = turn_context(&ws.0, &at("2026-02-14T10:00:00"), true, 10_000, &[]);
         ws.append("memory/2026-02-14.md", "- 10:01 milk\n");
-        let second = turn_context(&ws.0, &at("2026-02-14T10:02:00"), true, 10_000, &said(&[&first]));
+        let second = turn_context(
+            &ws.0,
+            &at("2026-02-14T10:02:00"),
+            true,
+            10_000,
+            &said(&[&first]),
+        );
         assert!(!second.shown[0].whole);
         // The first message was folded into the summary; only the second is left.
-        let third = turn_context(&ws.0, &at("2026-02-14T10:03:00"), true, 10_000, &said(&[&second]));
-        assert!(third.text.contains("- 09:00 dentist\n- 10:01 milk"), "{}", third.text);
+        let third = turn_context(
+            &ws.0,
+            &at("2026-02-14T10:03:00"),
+            true,
+            10_000,
+            &said(&[&second]),
+        );
+        assert!(
+            third.text.contains("- 09:00 dentist\n- 10:01 milk"),
+            "{}",
+            third.text
+        );
     }
 
     #[test]
     fn budget_keeps_the_end_of_a_log_and_today_first() {
         let ws = Workspace::new();
         ws.write("memory/2026-02-13.md", &"- old line\n".repeat(50));
-        ws.write("memory/2026-02-14.md", &format!("{}- last line\n", "- x\n".repeat(50)));
+        ws.write(
+            "memory/2026-02-14.md",
+            &format!("{}- last line\n", "- x\n".repeat(50)),
+        );
         let c = turn_context(&ws.0, &at("2026-02-14T10:00:00"), true, 40, &[]);
         assert!(c.text.contains("[the start is cut"), "{}", c.text);
         assert!(c.text.contains("- last line"));
-        assert!(!c.text.contains("old line"), "budget went to today's log first");
+        assert!(
+            !c.text.contains("old line"),
+            "budget went to today's log first"
+        );
         assert!(c.shown[0].whole && c.shown[0].from > 0);
         // Seen as far as shown: nothing new next time.
         let again = turn_context(&ws.0, &at("2026-02-14T10:01:00"), true, 40, &said(&[&c]));
