@@ -96,13 +96,15 @@ fn long_history_is_summarised_not_dropped() {
     let (_, s) = d.post("/api/sessions", "");
     let id = s["session_id"].as_str().unwrap();
     for i in 0..4 {
-        fake.push(Reply::text(&format!("answer {i} {}", "x".repeat(300))));
+        fake.push(Reply::text(&format!("answer {i} {}", "x".repeat(200))));
         let (status, _) = d.post(
             "/api/chat",
             &json!({"message": format!("question {i}"), "session_id": id}).to_string(),
         );
         assert_eq!(status, 200);
     }
+    // Before the summary, a silent turn lets the model save what should last.
+    fake.push(Reply::text("done"));
     fake.push(Reply::text("SUMMARY: asked questions 0-2"));
     fake.push(Reply::text("final"));
     let before = fake.request_count();
@@ -114,15 +116,15 @@ fn long_history_is_summarised_not_dropped() {
     let requests = fake.requests();
     assert_eq!(
         requests.len(),
-        before + 2,
-        "one summary call, then the turn"
+        before + 3,
+        "the memory flush, one summary call, then the turn"
     );
-    let summary_call = requests[before].body.to_string();
+    let summary_call = requests[before + 1].body.to_string();
     assert!(
         summary_call.contains("question 0"),
         "the oldest turn went into the summary"
     );
-    let turn = requests[before + 1].body.to_string();
+    let turn = requests[before + 2].body.to_string();
     assert!(
         turn.contains("SUMMARY: asked questions 0-2"),
         "the summary is in the prompt"
