@@ -535,6 +535,59 @@ mod tests {
     }
 
     #[test]
+    fn a_messages_context_is_kept_and_older_databases_gain_the_column() {
+        let dir = std::env::temp_dir().join(format!(
+            "lgpt-sessions-context-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sqlite");
+        // A database as the first release of schema 1 made it: no `context` column.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE sessions (id TEXT PRIMARY KEY, model TEXT NOT NULL,
+                created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+                summary TEXT NOT NULL DEFAULT '', summarized_upto INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                role TEXT NOT NULL, content TEXT NOT NULL, tool_calls TEXT, tool_call_id TEXT,
+                tool_name TEXT, is_error INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);
+             INSERT INTO sessions VALUES ('old', 'openai/m', 't', 't', '', 0);
+             INSERT INTO messages (session_id, role, content, created_at)
+                VALUES ('old', 'user', 'from before', 't');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SessionStore::open(&path).unwrap();
+        let context = Context {
+            text: "<context>\nLocal time: 10:00\n</context>".into(),
+            shown: vec![crate::providers::Shown {
+                file: "memory/2026-02-14.md".into(),
+                from: 0,
+                to: 12,
+                hash: 42,
+                whole: true,
+            }],
+        };
+        store
+            .append("old", &Message::user("hi").with_context(context.clone()))
+            .unwrap();
+        let msgs = store.messages("old").unwrap();
+        assert_eq!(msgs[0].context, None);
+        assert_eq!(msgs[1].to_message().context, Some(context));
+        let shown = serde_json::to_string(&msgs).unwrap();
+        assert!(!shown.contains("context"), "not part of the API: {shown}");
+        drop(store);
+        assert!(
+            SessionStore::open(&path).is_ok(),
+            "opens again once migrated"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_deleted_file_is_recreated_and_a_damaged_one_moved_aside() {
         let dir = std::env::temp_dir().join(format!("lgpt-sessions-fault-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

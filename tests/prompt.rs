@@ -358,7 +358,7 @@ fn cached_prompt_tokens_are_passed_through_from_each_provider() {
 fn the_daemon_reports_cached_tokens_on_answers_and_done_events() {
     let fake = FakeProvider::start();
     let d = Daemon::start(&format!(
-        "{}\n[agent]\ndefault_model = \"openai/test-model\"\n",
+        "{}\n[agent]\ndefault_model = \"openai/test-model\"\n\n[logging]\nlevel = \"debug\"\n",
         fake.providers_toml("10s")
     ));
     fake.push(Reply::text("hi").usage(120, 4).cached(100));
@@ -368,6 +368,8 @@ fn the_daemon_reports_cached_tokens_on_answers_and_done_events() {
         v["tokens"],
         json!({"prompt": 120, "completion": 4, "total": 124, "cached": 100})
     );
+    // One debug line per turn, in the access log's manner.
+    d.wait_log("turn openai/test-model prompt 120 cached 100 completion 4 ");
     fake.push(Reply::text("hi").usage(130, 4).cached(110));
     let mut sse = Sse::open(d.addr, &json!({"message": "hello"}).to_string());
     let done = sse.until("done");

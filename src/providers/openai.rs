@@ -422,6 +422,19 @@ mod tests {
     }
 
     #[test]
+    fn a_user_messages_context_follows_its_words() {
+        let context = crate::providers::Context {
+            text: "<context>\nLocal time: 10:00\n</context>".into(),
+            shown: Vec::new(),
+        };
+        let m = Message::user("hello").with_context(context);
+        assert_eq!(
+            message_json(&m),
+            json!({"role": "user", "content": "hello\n\n<context>\nLocal time: 10:00\n</context>"})
+        );
+    }
+
+    #[test]
     fn only_the_official_host_gets_max_completion_tokens() {
         assert!(is_openai_itself("https://api.openai.com/v1"));
         assert!(!is_openai_itself("http://127.0.0.1:8080/v1"));
