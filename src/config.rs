@@ -104,6 +104,9 @@ pub struct ServerConfig {
     pub idle_timeout: Span,
     /// A client that stops reading a response or a stream for this long is cut.
     pub write_timeout: Span,
+    /// Connections stuck in tiny_http (an `HTTP/2.0` request line) beyond which the daemon
+    /// stops with status 1 for its supervisor to restart it; zero: never.
+    pub max_stuck_connections: usize,
     /// Works around tiny_http's pool stranding a connection from a burst; off only to
     /// measure whether it is still needed.
     pub pool_nudge: bool,
@@ -134,6 +137,7 @@ impl Default for ServerConfig {
             header_timeout: Span::secs(10),
             idle_timeout: Span::secs(60),
             write_timeout: Span::secs(30),
+            max_stuck_connections: 256,
             pool_nudge: true,
             shutdown_grace: Span::secs(10),
             max_websockets: 32,

@@ -413,3 +413,24 @@ fn a_tool_name_that_names_no_tool_is_refused_at_start() {
         assert!(stderr.contains(key), "{stderr}");
     }
 }
+
+#[test]
+fn too_many_stuck_connections_stop_the_daemon_for_a_restart() {
+    let mut d = Daemon::start(
+        "[server]\nheader_timeout = \"1s\"\nmax_stuck_connections = 3\n[heartbeat]\nenabled = false\n",
+    );
+    let mut socks: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(d.addr).expect("connect");
+            s.write_all(b"GET / HTTP/2.0\r\nHost: localhost\r\n\r\n")
+                .expect("write");
+            s
+        })
+        .collect();
+    for s in &mut socks {
+        read_until_closed(s);
+    }
+    let status = d.wait_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", d.stderr());
+    assert!(d.stderr().contains("server.max_stuck_connections"));
+}

@@ -89,8 +89,10 @@ pub fn start(
         Limits {
             header_timeout: cfg.header_timeout.get(),
             idle_timeout: cfg.idle_timeout.get(),
+            max_stuck: cfg.max_stuck_connections,
         },
         addr.port(),
+        fatal.clone(),
     ));
     let watchdog = Watchdog::start(conns.clone(), watched)?;
 

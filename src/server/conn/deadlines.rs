@@ -52,6 +52,9 @@ const STUCK_AFTER: Duration = Duration::from_secs(2);
 pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Stuck connections beyond which the daemon stops so its supervisor restarts it (the
+    /// only way to free them); zero: never.
+    pub max_stuck: usize,
 }
 
 /// What the watchdog knows about a peer's requests.
@@ -100,13 +103,15 @@ pub struct ConnCounts {
 pub struct Connections {
     limits: Limits,
     port: u16,
+    /// Told when too many connections are stuck: the daemon then stops (exit 1).
+    fatal: crossbeam_channel::Sender<String>,
     /// `None` when this kernel (or a seccomp filter) refuses `pidfd_open`.
     pidfd: Option<OwnedFd>,
     inner: Mutex<Inner>,
 }
 
 impl Connections {
-    pub fn new(limits: Limits, port: u16) -> Connections {
+    pub fn new(limits: Limits, port: u16, fatal: crossbeam_channel::Sender<String>) -> Connections {
         let pidfd = match pidfd_open(getpid(), PidfdFlags::empty()) {
             Ok(fd) => Some(fd),
             Err(e) => {
@@ -120,6 +125,7 @@ impl Connections {
         Connections {
             limits,
             port,
+            fatal,
             pidfd,
             inner: Mutex::new(Inner::default()),
         }
@@ -271,6 +277,13 @@ impl Connections {
                             conn.peer,
                             stuck
                         );
+                        if *stuck == self.limits.max_stuck {
+                            let _ = self.fatal.try_send(format!(
+                                "{stuck} connections are stuck in tiny_http (each holds a thread \
+                                 and two descriptors until the process ends): stopping so the \
+                                 supervisor restarts the daemon (server.max_stuck_connections)"
+                            ));
+                        }
                     }
                     continue;
                 }
