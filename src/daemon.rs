@@ -290,6 +290,8 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
         .memory
         .spawn_scanner(app.config.memory.scan_interval.get());
     let heartbeat = crate::heartbeat::Timer::spawn(app.heartbeat.clone(), app.agent.clone());
+    // In the background: a slow or broken MCP server delays nothing.
+    app.agent.mcp.start();
     let (fatal_tx, fatal_rx) = bounded::<String>(1);
     let server = match socket {
         Some(socket) => {
@@ -334,6 +336,8 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
             warn!("shutdown grace of {grace:?} ran out with requests still running");
         }
     }
+    // After the requests: a turn finishing in the grace may still call an MCP tool.
+    app.agent.mcp.stop();
     scanner.stop();
     drop(pid_file);
     outcome

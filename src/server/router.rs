@@ -20,6 +20,8 @@ pub enum Route {
     SessionApprove(String),
     HeartbeatGet,
     HeartbeatRun,
+    /// Every tool, built-in and MCP.
+    Tools,
     WebSocket,
     /// A CORS preflight for any known path.
     Preflight,
@@ -73,6 +75,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/sessions/{id}/approve"),
     ("GET", "/api/heartbeat"),
     ("POST", "/api/heartbeat/run"),
+    ("GET", "/api/tools"),
     ("GET", "/api/ws"),
 ];
 
@@ -118,6 +121,7 @@ pub fn route(method: &str, path: &str, debug_routes: bool) -> Result<Route, ApiE
         ["api", "heartbeat", "run"] => {
             Some((&["POST"], (m == "POST").then_some(Route::HeartbeatRun)))
         }
+        ["api", "tools"] => Some((&["GET"], (m == "GET").then_some(Route::Tools))),
         ["api", "ws"] => Some((&["GET"], (m == "GET").then_some(Route::WebSocket))),
         ["api", "debug", "sleep"] if debug_routes => {
             Some((&["POST"], (m == "POST").then_some(Route::DebugSleep)))

@@ -4,6 +4,7 @@ pub mod chat;
 pub mod heartbeat;
 pub mod memory;
 pub mod sessions;
+pub mod tools;
 
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
         Route::SessionApprove(id) => sessions::approve(app, id, req),
         Route::HeartbeatGet => Ok(heartbeat::get(app)),
         Route::HeartbeatRun => heartbeat::run(app, req),
+        Route::Tools => Ok(tools::list(app)),
         Route::DebugSleep | Route::DebugSleepFast => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         // Served by the server module itself: they need the raw connection.
@@ -59,6 +61,7 @@ fn status(app: &App) -> serde_json::Value {
         "model": app.config.agent.default_model.to_string(),
         "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
         "heartbeat": heartbeat::status_json(app),
+        "mcp": tools::mcp_status(app),
     })
 }
 
