@@ -209,10 +209,8 @@ fn copy_stderr(name: &str, stderr: ChildStderr) {
             Ok(_) => {}
         }
         let cut = buf.last() != Some(&b'\n');
-        if cut {
-            if super::connection::skip_line(&mut input).is_err() {
-                break;
-            }
+        if cut && super::connection::skip_line(&mut input).is_err() {
+            break;
         }
         let text = String::from_utf8_lossy(&buf);
         let text = text.trim_end();
