@@ -547,3 +547,39 @@ fn doctor_starts_each_server_once() {
     assert_eq!(record.count(|l| l["event"] == "start"), 1);
     assert_eq!(record.count(|l| l["event"] == "eof"), 1);
 }
+
+/// The check by hand against a real server, through a turn the fake provider scripts:
+///
+/// ```sh
+/// LOCALGPT_TEST_MCP_SERVER='["mcp-server-time", "--local-timezone", "UTC"]' \
+/// LOCALGPT_TEST_MCP_CALL='get_current_time {"timezone": "Asia/Tokyo"}' \
+/// cargo test --test mcp real_server -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "needs a real MCP server: LOCALGPT_TEST_MCP_SERVER and LOCALGPT_TEST_MCP_CALL"]
+fn real_server() {
+    let command = std::env::var("LOCALGPT_TEST_MCP_SERVER")
+        .expect("LOCALGPT_TEST_MCP_SERVER: the server's argv as a JSON array");
+    let call = std::env::var("LOCALGPT_TEST_MCP_CALL")
+        .expect("LOCALGPT_TEST_MCP_CALL: a tool name, a space, its arguments as JSON");
+    let (tool, arguments) = call.split_once(' ').unwrap_or((&call, "{}"));
+    let arguments: Value = serde_json::from_str(arguments).expect("arguments are JSON");
+    let fake = FakeProvider::start();
+    let d = start(
+        Home::new("mcp-real"),
+        &fake,
+        &format!("{NO_MCP_APPROVAL}[mcp.servers.real]\ncommand = {command}\n"),
+    );
+    println!("status: {}", wait_ready(&d, "real"));
+    let (_, tools) = d.get("/api/tools");
+    for t in tools["tools"].as_array().unwrap() {
+        if t["source"] == "mcp:real" {
+            println!("tool: {} - {}", t["name"], t["description"]);
+        }
+    }
+    fake.push(Reply::tool_call(&format!("mcp_real_{tool}"), arguments));
+    fake.push(Reply::text("done"));
+    let ends = tool_ends(&d);
+    println!("tool_end: {}", ends[0]);
+    assert_eq!(ends[0]["is_error"], false);
+}
