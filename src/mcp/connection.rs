@@ -25,6 +25,10 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// Messages that may wait for the writer thread; beyond this the server is not reading.
 const OUTBOX: usize = 256;
 
+/// Unreadable messages logged per connection; a server that writes junk to stdout must
+/// not flood the log.
+const INVALID_LOGGED: usize = 5;
+
 /// How often a waiting request looks whether its caller was cancelled.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
@@ -111,6 +115,7 @@ impl Connection {
         let reader = Reader {
             name: name.clone(),
             generation,
+            invalid: 0,
             out: out.clone(),
             pending: pending.clone(),
             events,
@@ -236,13 +241,15 @@ fn write_loop(name: &str, mut stdin: ChildStdin, outbox: Receiver<Out>) {
 struct Reader {
     name: Arc<str>,
     generation: u64,
+    /// Unreadable messages seen so far.
+    invalid: usize,
     out: Sender<Out>,
     pending: Arc<Mutex<Pending>>,
     events: Sender<Event>,
 }
 
 impl Reader {
-    fn run(self, stdout: ChildStdout) {
+    fn run(mut self, stdout: ChildStdout) {
         let mut input = BufReader::new(stdout);
         let mut line = Vec::new();
         let why = loop {
@@ -273,7 +280,7 @@ impl Reader {
         let _ = self.events.send(Event::Closed(self.generation, why));
     }
 
-    fn dispatch(&self, msg: Incoming) {
+    fn dispatch(&mut self, msg: Incoming) {
         match msg {
             Incoming::Response { id, outcome } => match lock(&self.pending).waiting.remove(&id) {
                 Some(waiter) => {
@@ -308,7 +315,16 @@ impl Reader {
                 _ => {}
             },
             Incoming::Invalid(why) => {
-                log::warn!("mcp[{}]: unreadable message ignored: {why}", self.name)
+                self.invalid += 1;
+                if self.invalid <= INVALID_LOGGED {
+                    log::warn!("mcp[{}]: unreadable message ignored: {why}", self.name);
+                }
+                if self.invalid == INVALID_LOGGED {
+                    log::warn!(
+                        "mcp[{}]: further unreadable messages are ignored without a word",
+                        self.name
+                    );
+                }
             }
         }
     }
