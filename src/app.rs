@@ -1,10 +1,8 @@
-//! The daemon's shared state: the agent, the session store, the heartbeat, and what the
-//! server keeps about its connections. Handlers, the timer and the CLI work on it; nothing
-//! it owns refers back to it.
+//! The daemon's shared state: the agent, the session store and the heartbeat. Handlers,
+//! the timer and the CLI work on it; nothing it owns refers back to it.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use crate::agent::Agent;
@@ -24,8 +22,6 @@ pub struct App {
     pub sessions: SessionStore,
     /// Heartbeat runs: history, schedule, the run in progress.
     pub heartbeat: Arc<Heartbeat>,
-    /// Open WebSocket connections.
-    pub websockets: AtomicUsize,
 }
 
 /// Why the daemon's state could not be opened.
@@ -76,7 +72,6 @@ impl App {
             agent: Arc::new(agent),
             sessions,
             heartbeat: Arc::new(heartbeat),
-            websockets: AtomicUsize::new(0),
             started: Instant::now(),
             config,
             paths,

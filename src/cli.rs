@@ -12,11 +12,38 @@ use crate::heartbeat::{Run, RunStatus, Trigger};
 use crate::memory::{Memory, ReindexReport};
 use crate::paths::{self, Paths};
 
+/// The rest of the manual, shown by `localgpt --help` (and so in the man page made from it).
+const MANUAL: &str = "\
+Files (each overridable; the first that is set wins):
+  config     --config, $LOCALGPT_CONFIG, $CONFIGURATION_DIRECTORY/config.toml,
+             ~/.config/localgpt/config.toml (a missing file means all defaults)
+  workspace  $LOCALGPT_WORKSPACE, memory.workspace, $LOCALGPT_DATA_DIR/workspace,
+             $STATE_DIRECTORY/workspace, ~/.local/share/localgpt/workspace
+  state      $LOCALGPT_STATE_DIR, $STATE_DIRECTORY, ~/.local/state/localgpt
+             (sessions, heartbeat state, the log of a background daemon)
+  cache      $LOCALGPT_CACHE_DIR, $CACHE_DIRECTORY, ~/.cache/localgpt (the memory index)
+  pid file   <state>/run if $LOCALGPT_STATE_DIR is set, else $RUNTIME_DIRECTORY,
+             $XDG_RUNTIME_DIR/localgpt, <state>/run
+The *_DIRECTORY variables are set by systemd for the packaged service, which keeps its
+config in /etc/localgpt and its data in /var/lib/localgpt and /var/cache/localgpt.
+
+Environment:
+  LOCALGPT_BIND, LOCALGPT_PORT, LOCALGPT_AUTH_TOKEN, LOCALGPT_MODEL, LOCALGPT_LOG override
+  the config; OPENAI_API_KEY and ANTHROPIC_API_KEY are used when the config has no key.
+
+Exit status:
+  0 success, 1 failure, 2 usage error, 3 not running (daemon status),
+  69 port in use or daemon already running, 78 bad config.
+  systemd units should not restart on 69 or 78 (RestartPreventExitStatus=78 69).
+
+Run `localgpt config init` to write a commented config, `localgpt doctor` to check a setup.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "localgpt",
     version,
-    about = "A personal AI assistant that lives on your machine"
+    about = "A personal AI assistant that lives on your machine",
+    after_long_help = MANUAL
 )]
 pub struct Cli {
     /// Config file (default: ~/.config/localgpt/config.toml; env LOCALGPT_CONFIG)

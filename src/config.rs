@@ -94,6 +94,16 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// More request header lines than this get 431.
     pub max_headers: usize,
+    /// A request head must be complete this long after its connection opened; zero: no
+    /// limit.
+    pub header_timeout: Span,
+    /// A kept-alive connection whose next request does not come within this is closed.
+    pub idle_timeout: Span,
+    /// A client that stops reading a response or a stream for this long is cut.
+    pub write_timeout: Span,
+    /// Works around tiny_http's pool stranding a connection from a burst; off only to
+    /// measure whether it is still needed.
+    pub pool_nudge: bool,
     pub shutdown_grace: Span,
     pub max_websockets: usize,
     pub ws_max_message_bytes: usize,
@@ -118,6 +128,10 @@ impl Default for ServerConfig {
             max_query_bytes: 4096,
             max_header_bytes: 32 * 1024,
             max_headers: 100,
+            header_timeout: Span::secs(10),
+            idle_timeout: Span::secs(60),
+            write_timeout: Span::secs(30),
+            pool_nudge: true,
             shutdown_grace: Span::secs(10),
             max_websockets: 32,
             ws_max_message_bytes: 256 * 1024,
@@ -333,6 +347,8 @@ pub struct ToolsConfig {
     /// Paths outside the workspace the file tools may touch.
     pub allowed_paths: Vec<String>,
     pub bash_timeout: Span,
+    /// Whether `bash` commands may bind and connect TCP sockets (enforced by Landlock ABI 4+).
+    pub bash_network: bool,
     pub output_max_bytes: usize,
     pub web_fetch_max_bytes: usize,
     pub web_fetch_timeout: Span,
@@ -347,6 +363,7 @@ impl Default for ToolsConfig {
             approval_timeout: Span::secs(120),
             allowed_paths: Vec::new(),
             bash_timeout: Span::secs(30),
+            bash_network: true,
             output_max_bytes: 32 * 1024,
             web_fetch_max_bytes: 512 * 1024,
             web_fetch_timeout: Span::secs(20),

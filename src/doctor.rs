@@ -111,6 +111,7 @@ pub fn run(config: Result<&Config, &ConfigError>, paths: &Paths) -> Vec<Check> {
     }
     out.push(provider(config));
     out.push(heartbeat(config, paths));
+    out.push(bash_sandbox(config));
     out.extend(mcp_servers(config, paths));
     out
 }
@@ -479,6 +480,29 @@ fn heartbeat(config: &Config, paths: &Paths) -> Check {
             format!("every {every}; HEARTBEAT.md has tasks"),
         )
     }
+}
+
+/// Whether the `bash` tool runs confined (Landlock), and `bash_network = false` holds.
+fn bash_sandbox(config: &Config) -> Check {
+    let status = crate::agent::tools::bash_sandbox_status();
+    if !status.confined {
+        return Check::warn(
+            "bash sandbox",
+            status.detail,
+            "bash commands can write wherever you can: run Linux 5.13+ with Landlock enabled (`landlock` in the kernel's lsm= list), or keep bash in tools.require_approval",
+        );
+    }
+    if !config.tools.bash_network && !status.network_rules {
+        return Check::warn(
+            "bash sandbox",
+            format!(
+                "{}; tools.bash_network = false is NOT enforced",
+                status.detail
+            ),
+            "network rules need Linux 6.7+ (Landlock ABI 4)",
+        );
+    }
+    Check::ok("bash sandbox", status.detail)
 }
 
 #[cfg(test)]

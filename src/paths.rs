@@ -1,4 +1,11 @@
 //! Where things live on disk: XDG locations, their env overrides, and the files inside.
+//!
+//! Order of precedence for each location: `--config` (config file only), then the
+//! `LOCALGPT_*` variables, then the directories systemd hands a service
+//! (`$CONFIGURATION_DIRECTORY`, `$STATE_DIRECTORY`, `$CACHE_DIRECTORY`, `$RUNTIME_DIRECTORY`,
+//! set by `ConfigurationDirectory=` and friends in the unit), then the XDG locations.
+//! systemd has no data directory, so under a unit with `StateDirectory=` the workspace lives
+//! in the state directory: it is the one place such a service may keep things for good.
 
 use std::fs;
 use std::io;
@@ -40,6 +47,15 @@ pub fn expand_tilde(path: &str, env: EnvLookup) -> PathBuf {
     }
 }
 
+/// The first directory of a systemd `*_DIRECTORY` variable. systemd joins several with `:`
+/// when the unit names more than one (`StateDirectory=localgpt other`); the first is ours.
+/// It always passes absolute paths, so anything else is not from systemd and is ignored.
+fn systemd_dir(env: EnvLookup, var: &str) -> Option<PathBuf> {
+    let value = env(var)?;
+    let first = value.split(':').next()?;
+    first.starts_with('/').then(|| PathBuf::from(first))
+}
+
 fn xdg(env: EnvLookup, var: &str, fallback: &str) -> PathBuf {
     env(var)
         .map(PathBuf::from)
@@ -47,13 +63,17 @@ fn xdg(env: EnvLookup, var: &str, fallback: &str) -> PathBuf {
         .unwrap_or_else(|| home(env).join(fallback))
 }
 
-/// The config file: `--config`, else `LOCALGPT_CONFIG`, else XDG.
+/// The config file: `--config`, else `LOCALGPT_CONFIG`, else `config.toml` in systemd's
+/// `$CONFIGURATION_DIRECTORY`, else XDG.
 pub fn config_file(flag: Option<&Path>, env: EnvLookup) -> PathBuf {
     if let Some(p) = flag {
         return p.to_path_buf();
     }
     if let Some(p) = env("LOCALGPT_CONFIG") {
         return expand_tilde(&p, env);
+    }
+    if let Some(dir) = systemd_dir(env, "CONFIGURATION_DIRECTORY") {
+        return dir.join("config.toml");
     }
     xdg(env, "XDG_CONFIG_HOME", ".config")
         .join("localgpt")
@@ -64,19 +84,40 @@ impl Paths {
     /// Resolves every location; `workspace_setting` is `memory.workspace` from the config
     /// (already overridden by `LOCALGPT_WORKSPACE`), empty for the default.
     pub fn resolve(config_file: PathBuf, workspace_setting: &str, env: EnvLookup) -> Paths {
-        let pick = |var: &str, xdg_var: &str, fallback: &str| {
+        let pick = |var: &str, systemd_var: &str, xdg_var: &str, fallback: &str| {
             env(var)
                 .map(|p| expand_tilde(&p, env))
+                .or_else(|| systemd_dir(env, systemd_var))
                 .unwrap_or_else(|| xdg(env, xdg_var, fallback).join("localgpt"))
         };
-        let data_dir = pick("LOCALGPT_DATA_DIR", "XDG_DATA_HOME", ".local/share");
-        let state_dir = pick("LOCALGPT_STATE_DIR", "XDG_STATE_HOME", ".local/state");
-        let cache_dir = pick("LOCALGPT_CACHE_DIR", "XDG_CACHE_HOME", ".cache");
-        let runtime_dir = match env("XDG_RUNTIME_DIR") {
+        let data_dir = pick(
+            "LOCALGPT_DATA_DIR",
+            "STATE_DIRECTORY",
+            "XDG_DATA_HOME",
+            ".local/share",
+        );
+        let state_dir = pick(
+            "LOCALGPT_STATE_DIR",
+            "STATE_DIRECTORY",
+            "XDG_STATE_HOME",
+            ".local/state",
+        );
+        let cache_dir = pick(
+            "LOCALGPT_CACHE_DIR",
+            "CACHE_DIRECTORY",
+            "XDG_CACHE_HOME",
+            ".cache",
+        );
+        let runtime_dir = if env("LOCALGPT_STATE_DIR").is_some() {
             // With a state dir override (tests, several instances) the pid file follows it,
             // so two instances with different state never see each other's pid file.
-            Some(run) if env("LOCALGPT_STATE_DIR").is_none() => PathBuf::from(run).join("localgpt"),
-            _ => state_dir.join("run"),
+            state_dir.join("run")
+        } else if let Some(run) = systemd_dir(env, "RUNTIME_DIRECTORY") {
+            run
+        } else if let Some(run) = env("XDG_RUNTIME_DIR") {
+            PathBuf::from(run).join("localgpt")
+        } else {
+            state_dir.join("run")
         };
         let workspace = if workspace_setting.is_empty() {
             data_dir.join("workspace")
@@ -200,6 +241,98 @@ mod tests {
         assert_eq!(p.runtime_dir, PathBuf::from("/run/user/1000/localgpt"));
         let p = Paths::resolve(PathBuf::from("/c.toml"), "~/notes", &env);
         assert_eq!(p.workspace, PathBuf::from("/home/u/notes"));
+    }
+
+    #[test]
+    fn systemd_directories_are_honoured() {
+        // What a system unit with DynamicUser= and the *Directory= settings passes.
+        let env = env_of(&[
+            ("HOME", "/"),
+            ("STATE_DIRECTORY", "/var/lib/localgpt"),
+            ("CACHE_DIRECTORY", "/var/cache/localgpt"),
+            ("CONFIGURATION_DIRECTORY", "/etc/localgpt"),
+            ("RUNTIME_DIRECTORY", "/run/localgpt"),
+        ]);
+        let cfg = config_file(None, &env);
+        assert_eq!(cfg, PathBuf::from("/etc/localgpt/config.toml"));
+        let p = Paths::resolve(cfg, "", &env);
+        assert_eq!(p.state_dir, PathBuf::from("/var/lib/localgpt"));
+        assert_eq!(p.data_dir, PathBuf::from("/var/lib/localgpt"));
+        assert_eq!(p.workspace, PathBuf::from("/var/lib/localgpt/workspace"));
+        assert_eq!(p.cache_dir, PathBuf::from("/var/cache/localgpt"));
+        assert_eq!(p.pid_file(), PathBuf::from("/run/localgpt/localgpt.pid"));
+        assert_eq!(
+            p.sessions_db(),
+            PathBuf::from("/var/lib/localgpt/sessions.sqlite")
+        );
+        assert_eq!(
+            p.index_db(),
+            PathBuf::from("/var/cache/localgpt/memory-index.sqlite")
+        );
+    }
+
+    #[test]
+    fn systemd_directory_lists_give_their_first_entry() {
+        let env = env_of(&[
+            ("HOME", "/home/u"),
+            ("STATE_DIRECTORY", "/var/lib/localgpt:/var/lib/other"),
+            ("CACHE_DIRECTORY", "/var/cache/localgpt:/var/cache/other"),
+            ("CONFIGURATION_DIRECTORY", "/etc/localgpt:/etc/other"),
+        ]);
+        let cfg = config_file(None, &env);
+        assert_eq!(cfg, PathBuf::from("/etc/localgpt/config.toml"));
+        let p = Paths::resolve(cfg, "", &env);
+        assert_eq!(p.state_dir, PathBuf::from("/var/lib/localgpt"));
+        assert_eq!(p.cache_dir, PathBuf::from("/var/cache/localgpt"));
+    }
+
+    #[test]
+    fn relative_or_empty_systemd_directories_are_ignored() {
+        let env = env_of(&[
+            ("HOME", "/home/u"),
+            ("STATE_DIRECTORY", "var/lib/localgpt"),
+            ("CACHE_DIRECTORY", ":/var/cache/localgpt"),
+            ("CONFIGURATION_DIRECTORY", "etc"),
+        ]);
+        let cfg = config_file(None, &env);
+        assert_eq!(cfg, PathBuf::from("/home/u/.config/localgpt/config.toml"));
+        let p = Paths::resolve(cfg, "", &env);
+        assert_eq!(p.state_dir, PathBuf::from("/home/u/.local/state/localgpt"));
+        assert_eq!(p.cache_dir, PathBuf::from("/home/u/.cache/localgpt"));
+        assert_eq!(p.data_dir, PathBuf::from("/home/u/.local/share/localgpt"));
+    }
+
+    #[test]
+    fn explicit_settings_beat_systemd_directories() {
+        let env = env_of(&[
+            ("HOME", "/home/u"),
+            ("STATE_DIRECTORY", "/var/lib/localgpt"),
+            ("CACHE_DIRECTORY", "/var/cache/localgpt"),
+            ("CONFIGURATION_DIRECTORY", "/etc/localgpt"),
+            ("RUNTIME_DIRECTORY", "/run/localgpt"),
+            ("LOCALGPT_CONFIG", "/srv/lg.toml"),
+            ("LOCALGPT_DATA_DIR", "/srv/data"),
+            ("LOCALGPT_STATE_DIR", "/srv/state"),
+            ("LOCALGPT_CACHE_DIR", "/srv/cache"),
+        ]);
+        assert_eq!(
+            config_file(Some(Path::new("/flag.toml")), &env),
+            PathBuf::from("/flag.toml")
+        );
+        let cfg = config_file(None, &env);
+        assert_eq!(cfg, PathBuf::from("/srv/lg.toml"));
+        let p = Paths::resolve(cfg.clone(), "", &env);
+        assert_eq!(p.data_dir, PathBuf::from("/srv/data"));
+        assert_eq!(p.workspace, PathBuf::from("/srv/data/workspace"));
+        assert_eq!(p.state_dir, PathBuf::from("/srv/state"));
+        assert_eq!(p.cache_dir, PathBuf::from("/srv/cache"));
+        assert_eq!(p.pid_file(), PathBuf::from("/srv/state/run/localgpt.pid"));
+
+        // memory.workspace (or LOCALGPT_WORKSPACE) moves only the workspace.
+        let env = env_of(&[("HOME", "/"), ("STATE_DIRECTORY", "/var/lib/localgpt")]);
+        let p = Paths::resolve(cfg, "/srv/notes", &env);
+        assert_eq!(p.workspace, PathBuf::from("/srv/notes"));
+        assert_eq!(p.state_dir, PathBuf::from("/var/lib/localgpt"));
     }
 
     #[test]

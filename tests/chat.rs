@@ -117,7 +117,8 @@ fn memory_search_tool_really_hits_the_index() {
 fn bash_needs_approval_and_is_denied_on_plain_chat() {
     let fake = FakeProvider::start();
     let d = daemon(&fake, "");
-    let marker = d.home.root().join("bash-ran");
+    // In the workspace, where the bash sandbox would let it be written if it ran.
+    let marker = d.home.workspace().join("bash-ran");
     for model in MODELS {
         fake.push(Reply::tool_call(
             "bash",
@@ -229,7 +230,7 @@ fn provider_faults_map_to_status_and_envelope() {
         ),
         (Fault::Garbage, 502, ""),
         (Fault::Cut, 502, ""),
-        (Fault::Hang(Duration::from_secs(3)), 504, ""),
+        (Fault::Hang(Duration::from_secs(30)), 504, ""),
     ];
     for model in MODELS {
         let provider = model.split('/').next().unwrap();

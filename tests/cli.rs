@@ -54,7 +54,8 @@ fn ask_goes_through_a_running_daemon() {
 fn interactive_chat_streams_and_asks_for_approval() {
     let fake = FakeProvider::start();
     let d = Daemon::start_in(home_with(&fake));
-    let marker = d.home.root().join("approved-by-user");
+    // In the workspace: the bash sandbox refuses writes elsewhere.
+    let marker = d.home.workspace().join("approved-by-user");
     fake.push(Reply::text("").pieces(["Hello ", "there!"]));
     fake.push(Reply::tool_call(
         "bash",

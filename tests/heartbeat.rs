@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use support::fake_provider::{FakeProvider, Fault, Reply};
+use support::fake_provider::{FakeProvider, Fault, Gate, Reply};
 use support::{Daemon, Home, eventually};
 
 const TASKS: &str = "# Heartbeat\n\n- [ ] water the plants\n- [x] call mum\n";
@@ -313,10 +313,12 @@ fn a_restart_keeps_the_last_run_and_schedules_sanely() {
 #[test]
 fn running_one_while_one_runs_is_409() {
     let fake = FakeProvider::start();
+    // Held in progress until the second run was refused, however long that takes.
+    let gate = Gate::new();
     fake.push(
         Reply::text("")
             .pieces(["HEART", "BEAT", "_OK"])
-            .delay(Duration::from_millis(700)),
+            .hold_after(1, &gate),
     );
     let d = Daemon::start_in(home(&fake, "enabled = false", Some(TASKS)));
     std::thread::scope(|s| {
@@ -334,6 +336,7 @@ fn running_one_while_one_runs_is_409() {
                 .contains("in progress"),
             "{v}"
         );
+        gate.open();
         let (status, first) = slow.join().unwrap();
         assert_eq!(status, 200, "{first}");
         assert_eq!(first["status"], "ok", "{first}");
@@ -364,7 +367,8 @@ fn a_turn_longer_than_the_timeout_fails() {
 fn heartbeat_tools_follow_their_own_policy() {
     let fake = FakeProvider::start();
     let d = Daemon::start_in(home(&fake, "enabled = false", Some(TASKS)));
-    let marker = d.home.root().join("bash-ran");
+    // In the workspace, where the bash sandbox would let it be written if it ran.
+    let marker = d.home.workspace().join("bash-ran");
     fake.push(Reply::tool_call(
         "bash",
         json!({"command": format!("touch {}", marker.display())}),

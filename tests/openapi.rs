@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::fake_provider::{FakeProvider, Fault, Reply};
+use support::fake_provider::{FakeProvider, Fault, Gate, Reply};
 use support::stream_client::{Sse, ws_connect};
 use support::{Daemon, Home, eventually};
 
@@ -487,7 +487,7 @@ fn every_documented_status_is_answered_as_documented() {
         Some("{\"message\":\"hi\"}"),
         502,
     );
-    fake.push(Reply::fault(Fault::Hang(Duration::from_secs(5))));
+    fake.push(Reply::fault(Fault::Hang(Duration::from_secs(30))));
     expect(
         &mut c,
         "POST",
@@ -499,7 +499,9 @@ fn every_documented_status_is_answered_as_documented() {
 
     // A session in a turn: a second chat on it, plain or streamed, is a conflict.
     let before = fake.request_count();
-    fake.push(Reply::text("slow").delay(Duration::from_millis(1500)));
+    // Held until both conflicts were seen, however long that takes.
+    let gate = Gate::new();
+    fake.push(Reply::text("slow").hold_after(0, &gate));
     let addr = d.addr;
     let busy_body = chat.clone();
     let first = std::thread::spawn(move || Sse::open(addr, &busy_body).collect().len());
@@ -517,6 +519,7 @@ fn every_documented_status_is_answered_as_documented() {
         Some(&chat),
         409,
     );
+    gate.open();
     assert!(first.join().unwrap() > 2);
 
     // A streamed turn whose tool call waits for approval.
@@ -562,7 +565,8 @@ fn every_documented_status_is_answered_as_documented() {
     )
     .unwrap();
     let before = fake.request_count();
-    fake.push(Reply::text("HEARTBEAT_OK").delay(Duration::from_millis(1500)));
+    let gate = Gate::new();
+    fake.push(Reply::text("HEARTBEAT_OK").hold_after(0, &gate));
     let url = d.addr;
     let running = std::thread::spawn(move || post(url, "/api/heartbeat/run"));
     eventually(
@@ -578,6 +582,7 @@ fn every_documented_status_is_answered_as_documented() {
         None,
         409,
     );
+    gate.open();
     assert!(running.join().unwrap().starts_with("HTTP/1.1 200"));
 
     expect(

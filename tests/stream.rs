@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use support::fake_provider::{FakeProvider, Reply};
+use support::fake_provider::{FakeProvider, Gate, Reply};
 use support::stream_client::{Sse, ws_connect, ws_next, ws_send, ws_until};
 use support::{Daemon, eventually};
 
@@ -245,15 +245,19 @@ fn bash_turn(fake: &FakeProvider, marker: &std::path::Path) {
 #[test]
 fn sse_approval_approve_deny_timeout() {
     let fake = FakeProvider::start();
-    let d = daemon(&fake, "[tools]\napproval_timeout = \"1s\"\n");
-    for (decision, should_run) in [
-        (Some("approve"), true),
-        (Some("deny"), false),
-        (None, false),
+    // A decision must beat approval_timeout: a long one where the test decides (a busy
+    // machine may take its time), a short one where the timeout is the point.
+    let patient = daemon(&fake, "[tools]\napproval_timeout = \"60s\"\n");
+    let hasty = daemon(&fake, "[tools]\napproval_timeout = \"1s\"\n");
+    for (decision, should_run, d) in [
+        (Some("approve"), true, &patient),
+        (Some("deny"), false, &patient),
+        (None, false, &hasty),
     ] {
+        // In the workspace: the bash sandbox refuses writes elsewhere.
         let marker = d
             .home
-            .root()
+            .workspace()
             .join(format!("marker-{}", decision.unwrap_or("timeout")));
         bash_turn(&fake, &marker);
         let mut sse = Sse::open(d.addr, r#"{"message":"run it"}"#);
@@ -288,6 +292,7 @@ fn sse_approval_approve_deny_timeout() {
         assert_eq!(marker.exists(), should_run, "{decision:?}");
     }
     // A decision for nothing pending is 404; a bad decision is 400.
+    let d = patient;
     let (_, s) = d.post("/api/sessions", "");
     let id = s["session_id"].as_str().unwrap();
     assert_eq!(
@@ -312,12 +317,11 @@ fn sse_approval_approve_deny_timeout() {
 fn client_disconnect_cancels_the_turn() {
     let fake = FakeProvider::start();
     let d = daemon(&fake, "");
+    // After the first piece the answer waits for a gate that never opens: only the
+    // client's going away can end this turn.
+    let gate = Gate::new();
     let pieces: Vec<String> = (0..100).map(|i| format!("piece{i} ")).collect();
-    fake.push(
-        Reply::text("")
-            .pieces(pieces)
-            .delay(Duration::from_millis(50)),
-    );
+    fake.push(Reply::text("").pieces(pieces).hold_after(1, &gate));
     let mut sse = Sse::open(d.addr, r#"{"message":"long answer"}"#);
     let session = sse.until("session").data["session_id"]
         .as_str()
@@ -359,10 +363,12 @@ fn sessions_survive_restart_and_kill_9() {
     );
 
     // kill -9 in the middle of a streaming turn.
+    // Held after the first piece until the daemon is killed, however long that takes.
+    let gate = Gate::new();
     fake.push(
         Reply::text("")
             .pieces((0..50).map(|i| format!("p{i} ")))
-            .delay(Duration::from_millis(100)),
+            .hold_after(1, &gate),
     );
     let mut sse = Sse::open(
         d.addr,
@@ -423,7 +429,7 @@ fn ws_chat_ping_and_approval() {
     assert_eq!(done["session_id"], session.as_str());
 
     for (decision, should_run) in [("approve", true), ("deny", false), ("timeout", false)] {
-        let marker = d.home.root().join(format!("ws-{decision}"));
+        let marker = d.home.workspace().join(format!("ws-{decision}"));
         bash_turn(&fake, &marker);
         ws_send(&mut ws, &json!({"type": "chat", "message": "run"}));
         let ask = ws_until(&mut ws, "approval_required");
@@ -445,7 +451,7 @@ fn ws_chat_ping_and_approval() {
     }
 
     // cancel while a tool waits stops the turn.
-    bash_turn(&fake, &d.home.root().join("never"));
+    bash_turn(&fake, &d.home.workspace().join("never"));
     ws_send(&mut ws, &json!({"type": "chat", "message": "run"}));
     ws_until(&mut ws, "approval_required");
     ws_send(&mut ws, &json!({"type": "cancel"}));
@@ -522,11 +528,13 @@ fn ws_connections_are_bounded() {
 fn cheap_routes_stay_fast_while_every_chat_slot_streams() {
     let fake = FakeProvider::start();
     let d = daemon(&fake, "[server]\nchat_workers = 2\nchat_queue = 0\n");
+    // Both streams send one piece, then hold their chat slots until the checks are done.
+    let gate = Gate::new();
     for _ in 0..2 {
         fake.push(
             Reply::text("")
-                .pieces((0..40).map(|i| format!("w{i} ")))
-                .delay(Duration::from_millis(100)),
+                .pieces((0..4).map(|i| format!("w{i} ")))
+                .hold_after(1, &gate),
         );
     }
     let mut streams: Vec<Sse> = (0..2)
@@ -538,17 +546,18 @@ fn cheap_routes_stay_fast_while_every_chat_slot_streams() {
     let (status, body) = d.post("/api/chat", r#"{"message":"one more"}"#);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "overloaded");
-    let started = Instant::now();
+    // The streams cannot end before the gate opens: had these waited for a chat slot,
+    // they would never be answered.
     for _ in 0..10 {
         assert_eq!(d.get("/health").0, 200);
         assert_eq!(d.get("/api/status").0, 200);
         assert_eq!(d.get("/api/memory/search?q=anything").0, 200);
     }
-    // Both streams are still going: the answers above did not wait for them.
-    let elapsed = started.elapsed();
+    gate.open();
     for s in &mut streams {
         let e = s.next().unwrap();
-        assert_eq!(e.kind(), "content", "still streaming after {elapsed:?}");
+        assert_eq!(e.kind(), "content", "the held stream goes on");
+        s.until("done");
     }
 }
 

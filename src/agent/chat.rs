@@ -147,6 +147,10 @@ impl TurnSink for Persisting<'_> {
         self.inner.can_approve()
     }
 
+    fn cancel_check(&self) -> Option<crate::providers::cancel::CancelCheck> {
+        self.inner.cancel_check()
+    }
+
     fn await_decision(
         &mut self,
         pending: &super::approval::Pending<'_>,

@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 use super::approval::{Pending, Waited};
+use crate::providers::cancel::CancelCheck;
 use crate::providers::{Message, Usage};
 
 /// Longest tool output carried by a `tool_end` event (the model gets the whole capped
@@ -99,6 +100,12 @@ pub trait TurnSink {
     /// or asked to cancel stops the turn.
     fn cancelled(&self) -> bool {
         false
+    }
+
+    /// The same question as [`TurnSink::cancelled`], answerable from the thread waiting on
+    /// the provider, so a silent provider does not hold a cancelled turn.
+    fn cancel_check(&self) -> Option<CancelCheck> {
+        None
     }
 
     /// Whether someone watching these events can decide on tools that need approval.

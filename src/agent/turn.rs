@@ -8,7 +8,7 @@ use super::events::{Answer, EVENT_OUTPUT_CHARS, ToolUse, TurnEvent, TurnSink};
 use super::tools::{self, ToolOutput};
 use super::{Agent, AgentError};
 use crate::config::ModelRef;
-use crate::providers::{ChatRequest, Message, ProviderError, ToolCall, Usage};
+use crate::providers::{ChatRequest, Message, ProviderError, ToolCall, Usage, cancel};
 
 /// What a turn is asked to do.
 #[derive(Debug, Clone)]
@@ -76,11 +76,20 @@ pub fn run_turn(
             tools: specs.clone(),
             max_tokens: settings.max_tokens,
         };
-        let completion = provider.complete(&request, &mut |d| {
-            sink.emit(TurnEvent::Content {
-                delta: d.to_string(),
+        let check = sink.cancel_check();
+        let completion = cancel::watched(check, || {
+            provider.complete(&request, &mut |d| {
+                sink.emit(TurnEvent::Content {
+                    delta: d.to_string(),
+                })
             })
-        })?;
+        });
+        // A call cut short because the turn was cancelled is a cancellation, whatever
+        // the transport made of it.
+        let completion = match completion {
+            Err(_) if sink.cancelled() => return Err(ProviderError::Cancelled.into()),
+            other => other?,
+        };
         usage.prompt += completion.usage.prompt;
         usage.completion += completion.usage.completion;
         last_text = completion.text.clone();

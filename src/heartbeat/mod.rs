@@ -96,7 +96,7 @@ pub struct Heartbeat {
     started: Timestamp,
     inner: Mutex<Inner>,
     /// Set on shutdown: a turn in progress stops at its next step.
-    stopping: AtomicBool,
+    stopping: Arc<AtomicBool>,
 }
 
 /// Clears the running mark when a run ends, also if it panics.
@@ -135,7 +135,7 @@ impl Heartbeat {
                 anchor,
                 running: None,
             }),
-            stopping: AtomicBool::new(false),
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -246,6 +246,11 @@ impl Heartbeat {
     /// Whether [`Heartbeat::stop_runs`] was called.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// [`Heartbeat::is_stopping`] as a flag another thread can hold.
+    pub(crate) fn stopping_flag(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
     }
 
     /// Marks a run as begun at now, or says which run is in the way.

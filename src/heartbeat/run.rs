@@ -169,6 +169,14 @@ impl TurnSink for Bounded<'_> {
     fn cancelled(&self) -> bool {
         self.heartbeat.is_stopping() || self.timed_out()
     }
+
+    fn cancel_check(&self) -> Option<crate::providers::cancel::CancelCheck> {
+        let (stopping, deadline) = (self.heartbeat.stopping_flag(), self.deadline);
+        Some(std::sync::Arc::new(move || {
+            stopping.load(std::sync::atomic::Ordering::SeqCst)
+                || deadline.is_some_and(|d| Instant::now() >= d)
+        }))
+    }
 }
 
 /// Runs one cycle at `time` and returns its record (not yet stored).

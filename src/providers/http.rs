@@ -37,10 +37,10 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(provider: &'static str, config: &ProvidersConfig) -> Http {
-        let connect = Some(config.connect_timeout.get());
-        let read = Some(config.read_timeout.get());
-        let agent: Agent = Agent::config_builder()
+    pub fn new(provider: &'static str, settings: &ProvidersConfig) -> Http {
+        let connect = Some(settings.connect_timeout.get());
+        let read = Some(settings.read_timeout.get());
+        let config = Agent::config_builder()
             .timeout_resolve(connect)
             .timeout_connect(connect)
             .timeout_per_read(read)
@@ -54,13 +54,18 @@ impl Http {
             .max_response_header_size(32 * 1024)
             .input_buffer_size(32 * 1024)
             .output_buffer_size(32 * 1024)
-            .build()
-            .into();
+            .build();
+        // Reads wait in slices, so a cancelled turn ends its call promptly (cancel.rs).
+        let agent = Agent::with_parts(
+            config,
+            super::cancel::Interruptible::default(),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
         Http {
             agent,
             provider,
-            connect_timeout: config.connect_timeout,
-            read_timeout: config.read_timeout,
+            connect_timeout: settings.connect_timeout,
+            read_timeout: settings.read_timeout,
         }
     }
 

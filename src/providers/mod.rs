@@ -14,6 +14,7 @@ use crate::config::{ModelRef, ProviderKind, ProvidersConfig};
 use crate::sync::lock;
 
 mod anthropic;
+pub mod cancel;
 mod claude_cli;
 mod http;
 mod ollama;

@@ -19,16 +19,59 @@ pub struct Job {
     pub received: Instant,
 }
 
+/// What a lane holds: requests admitted and not yet finished (running or waiting), and
+/// WebSocket turns of the chat lane, which run on their connection's thread but count
+/// against the same limit.
+pub struct Admission {
+    load: AtomicUsize,
+    /// `workers + queue`: what the lane holds before it answers 503.
+    capacity: usize,
+}
+
+impl Admission {
+    /// A lane that holds `capacity` requests (its workers and its queue).
+    pub fn new(capacity: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            load: AtomicUsize::new(0),
+            capacity,
+        })
+    }
+
+    fn enter(&self) -> bool {
+        if self.load.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.load.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn leave(&self) {
+        self.load.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A place in the lane for work that does not go through its workers; `None` when
+    /// the lane is full.
+    pub fn ticket(self: &Arc<Self>) -> Option<Ticket> {
+        self.enter().then(|| Ticket(self.clone()))
+    }
+}
+
+/// A place held in a lane; dropping it frees the place.
+pub struct Ticket(Arc<Admission>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
 /// A pool of workers and the requests admitted to it.
 pub struct LaneHandle {
     tx: Sender<Job>,
     /// Jobs a free worker takes before any in `tx` (`/health`: a liveness probe must not
     /// wait behind a queue of searches).
     urgent: Sender<Job>,
-    /// Requests admitted and not yet finished (running or waiting).
-    load: Arc<AtomicUsize>,
-    /// `workers + queue`: what the lane holds before it answers 503.
-    capacity: usize,
+    admission: Arc<Admission>,
 }
 
 impl LaneHandle {
@@ -36,8 +79,7 @@ impl LaneHandle {
     /// requests rather than channel slots: a burst must not be refused just because idle
     /// workers have not yet woken up to take what was sent a moment ago.
     pub fn admit(&self, job: Job) -> Option<Job> {
-        if self.load.fetch_add(1, Ordering::SeqCst) >= self.capacity {
-            self.load.fetch_sub(1, Ordering::SeqCst);
+        if !self.admission.enter() {
             return Some(job);
         }
         let tx = match job.route {
@@ -47,7 +89,7 @@ impl LaneHandle {
         match tx.try_send(job) {
             Ok(()) => None,
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                self.load.fetch_sub(1, Ordering::SeqCst);
+                self.admission.leave();
                 Some(job)
             }
         }
@@ -59,18 +101,17 @@ impl LaneHandle {
 pub fn spawn_lane(
     name: &'static str,
     workers: usize,
-    queue: usize,
+    admission: Arc<Admission>,
     serve: Arc<dyn Fn(Job) + Send + Sync>,
     done: &Sender<()>,
 ) -> std::io::Result<LaneHandle> {
-    let capacity = workers + queue;
+    let capacity = admission.capacity;
     // Admission keeps at most `capacity` jobs in flight, so the channel never fills.
     let (tx, rx) = bounded::<Job>(capacity);
     let (urgent, urgent_rx) = bounded::<Job>(capacity);
-    let load = Arc::new(AtomicUsize::new(0));
     for i in 0..workers {
         let (rx, urgent_rx) = (rx.clone(), urgent_rx.clone());
-        let (serve, done, load) = (serve.clone(), done.clone(), load.clone());
+        let (serve, done, admission) = (serve.clone(), done.clone(), admission.clone());
         thread::Builder::new()
             .name(format!("{name}-{i}"))
             .spawn(move || {
@@ -78,7 +119,7 @@ pub fn spawn_lane(
                     // Handlers catch their own panics; this catches the streaming routes'
                     // too, so the worker and the lane's count survive anything.
                     let _ = catch_unwind(AssertUnwindSafe(|| serve(job)));
-                    load.fetch_sub(1, Ordering::SeqCst);
+                    admission.leave();
                 }
                 drop(done);
             })?;
@@ -86,8 +127,7 @@ pub fn spawn_lane(
     Ok(LaneHandle {
         tx,
         urgent,
-        load,
-        capacity,
+        admission,
     })
 }
 

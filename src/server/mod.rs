@@ -22,7 +22,7 @@ pub mod ws;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -31,12 +31,24 @@ use log::{error, info};
 
 use crate::app::App;
 use conn::body::{read_body, refuse_undroppable, too_big_to_drop};
+use conn::deadlines::{Connections, Limits, Watchdog};
 use conn::nudge;
 use error::ApiError;
 use http::{ApiRequest, ApiResponse};
-use lanes::{Job, LaneHandle, spawn_lane};
+use lanes::{Admission, Job, LaneHandle, spawn_lane};
 use router::{Lane, Route};
 use screen::{cors_origin, preflight, screen};
+
+/// What the server's threads share: the daemon's state and the server's own.
+pub struct Server {
+    pub app: Arc<App>,
+    /// Open connections and their deadlines.
+    pub conns: Arc<Connections>,
+    /// The chat lane's places, which WebSocket turns take too.
+    pub chat_lane: Arc<Admission>,
+    /// Open WebSocket connections.
+    pub websockets: AtomicUsize,
+}
 
 /// A running server; [`RunningServer::shutdown`] stops it.
 pub struct RunningServer {
@@ -45,6 +57,7 @@ pub struct RunningServer {
     stopping: Arc<AtomicBool>,
     listener: Option<JoinHandle<()>>,
     workers_done: Receiver<()>,
+    watchdog: Option<Watchdog>,
 }
 
 /// Starts the listener and both lanes on an already bound socket. `fatal` receives a message
@@ -55,29 +68,75 @@ pub fn start(
     fatal: Sender<String>,
 ) -> std::io::Result<RunningServer> {
     let addr = socket.local_addr()?;
+    let cfg = app.config.server.clone();
+    // Accepted sockets inherit the listener's SO_SNDTIMEO (it does not affect `accept`):
+    // a client that stops reading is cut after `write_timeout` on every connection.
+    let write_timeout = Some(cfg.write_timeout.get()).filter(|d| !d.is_zero());
+    if let Err(e) = rustix::net::sockopt::set_socket_timeout(
+        &socket,
+        rustix::net::sockopt::Timeout::Send,
+        write_timeout,
+    ) {
+        log::warn!(
+            "cannot set server.write_timeout on the listener ({e}); clients that stop reading hold their thread"
+        );
+    }
+    let watched = socket.try_clone()?;
     let http = tiny_http::Server::from_listener(socket, None)
         .map(Arc::new)
         .map_err(std::io::Error::other)?;
-    let cfg = &app.config.server;
+    let conns = Arc::new(Connections::new(
+        Limits {
+            header_timeout: cfg.header_timeout.get(),
+            idle_timeout: cfg.idle_timeout.get(),
+        },
+        addr.port(),
+    ));
+    let watchdog = Watchdog::start(conns.clone(), watched)?;
 
     // Every worker holds a clone of `done_tx`; when the last one exits the receiver
     // disconnects, which is how shutdown knows the lanes are empty.
     let (done_tx, workers_done) = bounded::<()>(0);
-    let handler = {
-        let app = app.clone();
-        Arc::new(move |job| serve(&app, job))
+    let srv = Arc::new(Server {
+        app,
+        conns,
+        chat_lane: Admission::new(cfg.chat_workers + cfg.chat_queue),
+        websockets: AtomicUsize::new(0),
+    });
+    let handler: Arc<dyn Fn(Job) + Send + Sync> = {
+        let srv = srv.clone();
+        Arc::new(move |job| serve(&srv, job))
     };
-    let fast = spawn_lane("fast", cfg.workers, cfg.queue, handler.clone(), &done_tx)?;
-    let chat = spawn_lane("chat", cfg.chat_workers, cfg.chat_queue, handler, &done_tx)?;
+    let fast_lane = Admission::new(cfg.workers + cfg.queue);
+    let fast = spawn_lane("fast", cfg.workers, fast_lane, handler.clone(), &done_tx)?;
+    let chat = spawn_lane(
+        "chat",
+        cfg.chat_workers,
+        srv.chat_lane.clone(),
+        handler,
+        &done_tx,
+    )?;
     drop(done_tx);
 
     let stopping = Arc::new(AtomicBool::new(false));
-    let nudger = nudge::Nudger::start(addr)?;
+    let nudger = cfg
+        .pool_nudge
+        .then(|| nudge::Nudger::start(addr))
+        .transpose()?;
     let listener = {
-        let (http, stopping, app) = (http.clone(), stopping.clone(), app.clone());
+        let (http, stopping, srv) = (http.clone(), stopping.clone(), srv.clone());
         thread::Builder::new()
             .name("listener".into())
-            .spawn(move || listen(&app, &http, &stopping, [fast, chat], &nudger, &fatal))?
+            .spawn(move || {
+                listen(
+                    &srv,
+                    &http,
+                    &stopping,
+                    [fast, chat],
+                    nudger.as_ref(),
+                    &fatal,
+                )
+            })?
     };
     Ok(RunningServer {
         http,
@@ -85,6 +144,7 @@ pub fn start(
         stopping,
         listener: Some(listener),
         workers_done,
+        watchdog: Some(watchdog),
     })
 }
 
@@ -103,21 +163,26 @@ impl RunningServer {
         }
         let deadline = Instant::now() + grace;
         // Disconnected means every worker has exited; a timeout means some are still busy.
-        matches!(
+        let finished = matches!(
             self.workers_done.recv_deadline(deadline),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-        )
+        );
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.stop();
+        }
+        finished
     }
 }
 
 fn listen(
-    app: &App,
+    srv: &Server,
     http: &tiny_http::Server,
     stopping: &AtomicBool,
     lanes: [LaneHandle; 2],
-    nudger: &nudge::Nudger,
+    nudger: Option<&nudge::Nudger>,
     fatal: &Sender<String>,
 ) {
+    let app = &srv.app;
     let debug = app.config.server.debug_routes;
     loop {
         let request = match http.recv() {
@@ -133,7 +198,11 @@ fn listen(
             }
         };
         let received = Instant::now();
-        nudger.saw_request();
+        if let Some(nudger) = nudger {
+            nudger.saw_request();
+        }
+        let peer = request.remote_addr().copied();
+        srv.conns.request_started(peer.as_ref());
         let path = request.url().split('?').next().unwrap_or("");
         let route = router::route(request.method().as_str(), path, debug);
         let lane = match &route {
@@ -159,6 +228,7 @@ fn listen(
             } else {
                 reply(job.request, ApiError::overloaded(what).into())
             };
+            srv.conns.request_finished(peer.as_ref());
             log_access(app, "-", what, status, received);
         }
     }
@@ -196,12 +266,14 @@ fn loggable(text: &str, max: usize) -> String {
 }
 
 /// Serves one request on a worker thread.
-fn serve(app: &Arc<App>, job: Job) {
+fn serve(srv: &Arc<Server>, job: Job) {
     let Job {
         mut request,
         route,
         received,
     } = job;
+    let app = &srv.app;
+    let peer = request.remote_addr().copied();
     let method = request.method().as_str().to_owned();
     let target = request.url().to_owned();
     let path = target.split('?').next().unwrap_or("").to_owned();
@@ -212,13 +284,14 @@ fn serve(app: &Arc<App>, job: Job) {
     // Before anything else: every answer below drops the request, and with it the body.
     if too_big_to_drop(&request) {
         let status = refuse_undroppable(request, cfg.max_body_bytes);
+        srv.conns.request_finished(peer.as_ref());
         log_access(app, &method, &path, status, received);
         return;
     }
     let status = match screen(cfg, &headers, &target, route) {
         Err(e) => reply_cors(request, e.into(), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
-        Ok(Route::WebSocket) => ws::upgrade(app, request, &headers),
+        Ok(Route::WebSocket) => ws::upgrade(srv, request, &headers),
         Ok(route) => match read_body(&mut request, &headers, cfg.max_body_bytes) {
             Err(e) => reply(request, e.into()),
             Ok(body) if route == Route::ChatStream => {
@@ -227,7 +300,7 @@ fn serve(app: &Arc<App>, job: Job) {
             }
             Ok(body) => {
                 let api = ApiRequest::new(&method, &target, headers, body);
-                let resp = catch_unwind(AssertUnwindSafe(|| handlers::handle(app, &route, &api)))
+                let resp = catch_unwind(AssertUnwindSafe(|| handlers::handle(srv, &route, &api)))
                     .unwrap_or_else(|_| {
                         Err(ApiError::internal(
                             "the request handler failed unexpectedly; see the daemon log",
@@ -245,6 +318,10 @@ fn serve(app: &Arc<App>, job: Job) {
             }
         },
     };
+    // An upgraded connection is the WebSocket's now, busy for its whole life.
+    if status != 101 {
+        srv.conns.request_finished(peer.as_ref());
+    }
     log_access(app, &method, &path, status, received);
 }
 

@@ -1,33 +1,46 @@
 //! `GET /api/ws`: a WebSocket on its own thread (bounded in number), speaking JSON text
 //! messages.
 //!
-//! tiny_http's upgraded stream can be neither split nor given a timeout, so one thread
-//! reads and writes and the loop is request-driven: it reads a client message and handles
-//! it to the end. During a turn the socket is read only while a tool waits for approval;
-//! that is where `approve`, `cancel` and `ping` are taken. A client that closes the
-//! connection mid-turn cancels it (the next write fails).
+//! The connection's thread owns the socket; a turn runs on a thread of its own and hands
+//! its events over ([`super::render::ws`]). The connection's thread sleeps in `poll` on the
+//! socket (a duplicate of its descriptor, made non-blocking; tiny_http's upgraded stream
+//! can be neither split nor given a timeout) and on an eventfd the turn rings, so it
+//! takes `approve`, `cancel` and `ping` at any time, even mid-stream, and writes each
+//! event the moment it exists. A client that stops reading for `server.write_timeout` is
+//! cut and its turn cancelled. A WebSocket turn takes a place in the chat lane.
+//!
+//! Should the socket's descriptor be out of reach (no `pidfd_getfd`), the connection
+//! still works, but reads wait for the turn to end.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, TryRecvError, unbounded};
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec, eventfd, poll};
 use serde_json::{Map, Value, json};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+use super::Server;
 use super::error::ApiError;
 use super::handlers::chat::params_from;
 use super::http::header;
-use crate::agent::approval::{Decision, Pending, Waited};
+use super::render::ws::{Mailbox, Out, WsSink};
+use crate::agent::approval::Decision;
 use crate::agent::chat;
-use crate::agent::events::{TurnEvent, TurnSink};
-use crate::app::App;
+use crate::agent::events::TurnEvent;
 
 type Socket = WebSocket<Box<dyn tiny_http::ReadWrite + Send>>;
 
+/// Bytes of messages the client has not taken yet beyond which it is cut (it reads too
+/// slowly, or not at all).
+const MAX_UNSENT_BYTES: usize = 1024 * 1024;
+
 /// Releases a WebSocket slot when the connection thread ends.
-struct Slot(Arc<App>);
+struct Slot(Arc<Server>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -36,7 +49,12 @@ impl Drop for Slot {
 }
 
 /// Checks the upgrade request, answers 101 and hands the connection to a new thread.
-pub fn upgrade(app: &Arc<App>, request: tiny_http::Request, headers: &[(String, String)]) -> u16 {
+pub fn upgrade(
+    srv: &Arc<Server>,
+    request: tiny_http::Request,
+    headers: &[(String, String)],
+) -> u16 {
+    let app = &srv.app;
     let header = |name: &str| header(headers, name);
     let is_upgrade = header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     // RFC 6455 §4.2.1: version 13, and a key of 16 random bytes in base64.
@@ -53,12 +71,13 @@ pub fn upgrade(app: &Arc<App>, request: tiny_http::Request, headers: &[(String, 
         return super::reply(request, resp);
     };
     let max = app.config.server.max_websockets;
-    if app.websockets.fetch_add(1, Ordering::SeqCst) >= max {
-        app.websockets.fetch_sub(1, Ordering::SeqCst);
+    if srv.websockets.fetch_add(1, Ordering::SeqCst) >= max {
+        srv.websockets.fetch_sub(1, Ordering::SeqCst);
         let e = ApiError::overloaded(&format!("server.max_websockets ({max}) connections open"));
         return super::reply(request, e.into());
     }
-    let slot = Slot(app.clone());
+    let slot = Slot(srv.clone());
+    let peer = request.remote_addr().copied();
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut response = tiny_http::Response::empty(101);
     if let Ok(h) = tiny_http::Header::from_bytes("Sec-WebSocket-Accept", accept.as_bytes()) {
@@ -71,15 +90,23 @@ pub fn upgrade(app: &Arc<App>, request: tiny_http::Request, headers: &[(String, 
     let config = WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
         .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
+        .max_frame_size(Some(limit))
+        .max_write_buffer_size(MAX_UNSENT_BYTES);
     let socket = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
-    let app = app.clone();
+    // Our own handle on the socket, to wait on it with `poll` while a turn runs.
+    let fd = peer.and_then(|p| srv.conns.socket_of(p));
+    if fd.is_none() {
+        log::warn!(
+            "WebSocket from {peer:?}: its socket cannot be watched; during a turn, messages              wait for the turn to end (approve over HTTP works)"
+        );
+    }
+    let srv = srv.clone();
     let spawned = std::thread::Builder::new()
         .name("websocket".into())
         .spawn(move || {
             let _slot = slot;
             let started = Instant::now();
-            serve(&app, socket);
+            serve(&srv, socket, fd);
             log::info!(
                 "WS /api/ws closed after {:.1}s",
                 started.elapsed().as_secs_f64()
@@ -91,30 +118,17 @@ pub fn upgrade(app: &Arc<App>, request: tiny_http::Request, headers: &[(String, 
     101
 }
 
-fn send(ws: &mut Socket, v: &Value) -> bool {
-    ws.send(Message::text(v.to_string())).is_ok()
-}
-
-/// Sends a turn event as one text message.
-fn send_event(ws: &mut Socket, event: &TurnEvent) -> bool {
-    match serde_json::to_string(event) {
-        Ok(text) => ws.send(Message::text(text)).is_ok(),
-        Err(e) => {
-            log::error!("cannot encode an event: {e}");
-            true
-        }
-    }
-}
-
 fn error_msg(code: &str, message: &str) -> Value {
     json!({"type": "error", "code": code, "message": message})
 }
 
-/// A client message: a JSON object with a `type`.
+/// What a read from the client gave.
 enum Incoming {
     Json(Map<String, Value>),
     /// Answered with an `error` message; the connection stays.
     Bad(String),
+    /// Nothing more to read now (non-blocking socket).
+    Later,
     /// The connection is over (close, error); `Some` closes with that code first.
     End(Option<(CloseCode, &'static str)>),
 }
@@ -139,6 +153,7 @@ fn next(ws: &mut Socket) -> Incoming {
                 let _ = ws.flush();
                 return Incoming::End(None);
             }
+            Err(tungstenite::Error::Io(e)) if would_block(&e) => return Incoming::Later,
             Err(tungstenite::Error::Capacity(_)) => {
                 return Incoming::End(Some((CloseCode::Size, "message too big")));
             }
@@ -153,68 +168,387 @@ fn next(ws: &mut Socket) -> Incoming {
     }
 }
 
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// The socket as this thread drives it: non-blocking and polled, or (without a
+/// descriptor) blocking.
+struct Wire {
+    /// The socket's duplicate (non-blocking) and the eventfd the turn rings.
+    polled: Option<(OwnedFd, OwnedFd)>,
+    /// Since when messages wait in tungstenite for the socket to take them.
+    unsent_since: Option<Instant>,
+    write_timeout: Duration,
+}
+
+/// One connection: its socket, its session and the turn it runs, if any.
+struct Conn<'s> {
+    srv: &'s Server,
+    ws: Socket,
+    wire: Wire,
+    session: Option<String>,
+    /// The running turn's end of the mailbox.
+    turn: Option<Receiver<Out>>,
+    /// The client sent `cancel` (reset for each turn).
+    cancel: Arc<AtomicBool>,
+    /// The connection is over: a running turn stops.
+    gone: Arc<AtomicBool>,
+}
+
+/// How handling a message went.
+enum Flow<'a> {
+    Go,
+    /// Start a turn for these chat parameters in this (claimed) session.
+    Turn(
+        chat::ChatParams,
+        chat::Prepared<'a>,
+        crate::server::lanes::Ticket,
+    ),
+    End,
+}
+
+fn serve(srv: &Server, ws: Socket, fd: Option<OwnedFd>) {
+    let write_timeout = srv.app.config.server.write_timeout.get();
+    let polled = fd.and_then(|fd| {
+        let bell = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?;
+        rustix::io::ioctl_fionbio(&fd, true).ok()?;
+        Some((fd, bell))
+    });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let gone = Arc::new(AtomicBool::new(false));
+    let mut conn = Conn {
+        srv,
+        ws,
+        wire: Wire {
+            polled,
+            unsent_since: None,
+            write_timeout,
+        },
+        session: None,
+        turn: None,
+        cancel,
+        gone: gone.clone(),
+    };
+    std::thread::scope(|scope| {
+        conn.run(scope);
+        gone.store(true, Ordering::SeqCst);
+    });
+}
+
+impl<'s> Conn<'s> {
+    fn run<'scope>(&mut self, scope: &'scope std::thread::Scope<'scope, '_>)
+    where
+        's: 'scope,
+    {
+        loop {
+            // Everything the client sent that can be read now.
+            loop {
+                let flow = match next(&mut self.ws) {
+                    Incoming::Later => break,
+                    Incoming::Json(m) => self.handle(&m),
+                    Incoming::Bad(why) => {
+                        self.queue(&error_msg("invalid_request", &why));
+                        Flow::Go
+                    }
+                    Incoming::End(Some((code, reason))) => {
+                        close(&mut self.ws, code, reason);
+                        Flow::End
+                    }
+                    Incoming::End(None) => Flow::End,
+                };
+                match flow {
+                    Flow::Go => {}
+                    Flow::End => return,
+                    Flow::Turn(params, prepared, ticket) => {
+                        self.start_turn(scope, params, prepared, ticket)
+                    }
+                }
+                if self.wire.polled.is_none() && self.turn.is_some() {
+                    break;
+                }
+            }
+            // Everything the turn said.
+            if !self.relay() {
+                return;
+            }
+            if !self.flush() {
+                return;
+            }
+            if !self.wait() {
+                return;
+            }
+        }
+    }
+
+    /// Acts on one client message.
+    fn handle(&mut self, msg: &Map<String, Value>) -> Flow<'s> {
+        let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "ping" => self.queue(&json!({"type": "pong"})),
+            "session" | "chat" if self.turn.is_some() => self.queue(&error_msg(
+                "conflict",
+                "a turn is running on this connection: wait for its done (or error), or send cancel",
+            )),
+            "session" => {
+                let wanted = msg.get("session_id").and_then(Value::as_str);
+                match open_session(self.srv, wanted) {
+                    Ok(id) => {
+                        self.queue(&json!({"type": "connected", "session_id": id}));
+                        self.session = Some(id);
+                    }
+                    Err(e) => self.queue(&error_msg(e.code, &e.message)),
+                }
+            }
+            "chat" => return self.chat(msg),
+            "approve" => self.approve(msg),
+            "cancel" if self.turn.is_some() => self.cancel.store(true, Ordering::SeqCst),
+            "cancel" => self.queue(&error_msg(
+                "not_found",
+                "nothing to cancel: no turn is running",
+            )),
+            other => self.queue(&error_msg(
+                "invalid_request",
+                &format!(
+                    "unknown message type {other:?}; use session, chat, approve, cancel or ping"
+                ),
+            )),
+        }
+        Flow::Go
+    }
+
+    /// A decision for a tool waiting in this connection's session.
+    fn approve(&mut self, msg: &Map<String, Value>) {
+        let id = msg.get("request_id").and_then(Value::as_str).unwrap_or("");
+        let decision = msg.get("decision").and_then(Value::as_str).unwrap_or("");
+        let Some(decision) = Decision::parse(decision) else {
+            return self.queue(&error_msg(
+                "invalid_request",
+                &format!("field 'decision' must be \"approve\" or \"deny\", got {decision:?}"),
+            ));
+        };
+        let session = self.session.as_deref().unwrap_or("");
+        if !self.srv.app.agent.approvals.decide(session, id, decision) {
+            self.queue(&error_msg(
+                "not_found",
+                &format!("no approval request {id:?} is waiting"),
+            ));
+        }
+    }
+
+    /// Prepares a `chat` message's turn: its session, its model, a place in the chat lane.
+    fn chat(&mut self, msg: &Map<String, Value>) -> Flow<'s> {
+        let app: &'s crate::app::App = &self.srv.app;
+        let mut params = match params_from(msg) {
+            Ok(p) => p,
+            Err(e) => {
+                self.queue(&error_msg(e.code, &e.message));
+                return Flow::Go;
+            }
+        };
+        if params.session_id.is_none() {
+            params.session_id = self.session.clone();
+        }
+        let Some(ticket) = self.srv.chat_lane.ticket() else {
+            let e = ApiError::overloaded("all chat slots busy");
+            self.queue(&error_msg(e.code, &e.message));
+            return Flow::Go;
+        };
+        let prepared = match chat::prepare(&app.agent, &app.sessions, &params, true) {
+            Ok(p) => p,
+            Err(e) => {
+                self.queue_event(&ApiError::from(e).event());
+                return Flow::Go;
+            }
+        };
+        let session_id = prepared.session_id().unwrap_or_default().to_string();
+        if self.session.as_deref() != Some(&session_id) {
+            self.session = Some(session_id.clone());
+            self.queue_event(&TurnEvent::Session { session_id });
+        }
+        Flow::Turn(params, prepared, ticket)
+    }
+
+    fn start_turn<'scope>(
+        &mut self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        params: chat::ChatParams,
+        prepared: chat::Prepared<'s>,
+        ticket: crate::server::lanes::Ticket,
+    ) where
+        's: 'scope,
+    {
+        let (tx, rx) = unbounded();
+        self.cancel.store(false, Ordering::SeqCst);
+        self.turn = Some(rx);
+        let app: &'s crate::app::App = &self.srv.app;
+        let bell = self.wire.polled.as_ref().map(|(_, bell)| bell);
+        let (cancel, gone) = (self.cancel.clone(), self.gone.clone());
+        let bell = bell.and_then(|b| b.try_clone().ok());
+        scope.spawn(move || {
+            let mailbox = Mailbox {
+                tx,
+                bell: bell.as_ref(),
+            };
+            let mut sink = WsSink {
+                mailbox,
+                cancel,
+                gone,
+            };
+            let result = chat::run(&app.agent, &app.sessions, &params, prepared, &mut sink);
+            let last = match result {
+                Ok(answer) => TurnEvent::Done(answer),
+                Err(e) => ApiError::from(e).event(),
+            };
+            // Free before the client can read `done` and send its next turn.
+            drop(ticket);
+            sink.mailbox.send(Out::Last(last));
+        });
+    }
+
+    /// Writes what the turn produced; false when the connection is over.
+    fn relay(&mut self) -> bool {
+        let Some(rx) = self.turn.clone() else {
+            return true;
+        };
+        let blocking = self.wire.polled.is_none();
+        loop {
+            let out = if blocking {
+                rx.recv().map_err(|_| TryRecvError::Disconnected)
+            } else {
+                rx.try_recv()
+            };
+            match out {
+                Ok(Out::Event(e)) => {
+                    self.queue_event(&e);
+                    if blocking && !self.flush() {
+                        return false;
+                    }
+                }
+                Ok(Out::Last(e)) => {
+                    self.queue_event(&e);
+                    self.turn = None;
+                    return true;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    self.turn = None;
+                    return true;
+                }
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn queue(&mut self, v: &Value) {
+        self.queue_text(v.to_string());
+    }
+
+    fn queue_event(&mut self, event: &TurnEvent) {
+        match serde_json::to_string(event) {
+            Ok(text) => self.queue_text(text),
+            Err(e) => log::error!("cannot encode an event: {e}"),
+        }
+    }
+
+    /// Puts a message in tungstenite's buffer; [`Conn::flush`] sends it.
+    fn queue_text(&mut self, text: String) {
+        if let Err(e) = self.ws.write(Message::text(text)) {
+            match e {
+                tungstenite::Error::Io(e) if would_block(&e) => {}
+                other => {
+                    log::debug!("WebSocket write failed: {other}");
+                    self.gone.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// Sends what is buffered; false when the client is gone or has not read for
+    /// `server.write_timeout`.
+    fn flush(&mut self) -> bool {
+        if self.gone.load(Ordering::SeqCst) {
+            return false;
+        }
+        match self.ws.flush() {
+            Ok(()) => {
+                self.wire.unsent_since = None;
+                true
+            }
+            Err(tungstenite::Error::Io(e)) if would_block(&e) => {
+                let since = *self.wire.unsent_since.get_or_insert_with(Instant::now);
+                let late = !self.wire.write_timeout.is_zero()
+                    && since.elapsed() >= self.wire.write_timeout;
+                if late {
+                    log::info!(
+                        "WebSocket client stopped reading for server.write_timeout ({:?}); closing",
+                        self.wire.write_timeout
+                    );
+                }
+                !late
+            }
+            Err(e) => {
+                log::debug!("WebSocket flush failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Sleeps until the client sends something, the turn has news, or buffered messages
+    /// can go out; false when the connection is over.
+    fn wait(&mut self) -> bool {
+        let Some((fd, bell)) = &self.wire.polled else {
+            // Blocking: the next read waits for the client (no turn runs here).
+            return true;
+        };
+        let mut sock_flags = PollFlags::IN;
+        if self.wire.unsent_since.is_some() {
+            sock_flags |= PollFlags::OUT;
+        }
+        let mut fds = [
+            PollFd::new(fd, sock_flags),
+            PollFd::new(bell, PollFlags::IN),
+        ];
+        // With messages stuck, wake in time to give up on the client.
+        let timeout = self.wire.unsent_since.map(|since| {
+            let left = self.wire.write_timeout.saturating_sub(since.elapsed());
+            Timespec::try_from(left.max(Duration::from_millis(10))).unwrap_or(Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            })
+        });
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                log::warn!("WebSocket poll failed: {e}");
+                return false;
+            }
+        }
+        if fds[1].revents().contains(PollFlags::IN) {
+            let mut count = [0u8; 8];
+            let _ = rustix::io::read(bell, &mut count);
+        }
+        let hangup = fds[0]
+            .revents()
+            .intersects(PollFlags::ERR | PollFlags::NVAL);
+        !hangup
+    }
+}
+
 fn close(ws: &mut Socket, code: CloseCode, reason: &'static str) {
     let _ = ws.close(Some(CloseFrame {
         code,
         reason: reason.into(),
     }));
-    // Drive the close handshake until the peer answers or goes away.
+    // Drive the close handshake until the peer answers, goes away, or (non-blocking) has
+    // nothing more to say now.
     while ws.read().is_ok() {}
 }
 
-fn serve(app: &App, mut ws: Socket) {
-    let mut session: Option<String> = None;
-    loop {
-        let msg = match next(&mut ws) {
-            Incoming::Json(m) => m,
-            Incoming::Bad(why) => {
-                if !send(&mut ws, &error_msg("invalid_request", &why)) {
-                    return;
-                }
-                continue;
-            }
-            Incoming::End(Some((code, reason))) => return close(&mut ws, code, reason),
-            Incoming::End(None) => return,
-        };
-        let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
-        let ok = match kind {
-            "ping" => send(&mut ws, &json!({"type": "pong"})),
-            "session" => {
-                let wanted = msg.get("session_id").and_then(Value::as_str);
-                match open_session(app, wanted) {
-                    Ok(id) => {
-                        let sent = send(&mut ws, &json!({"type": "connected", "session_id": id}));
-                        session = Some(id);
-                        sent
-                    }
-                    Err(e) => send(&mut ws, &error_msg(e.code, &e.message)),
-                }
-            }
-            "chat" => chat(app, &mut ws, &mut session, &msg),
-            "approve" | "cancel" => send(
-                &mut ws,
-                &error_msg(
-                    "not_found",
-                    &format!("nothing to {kind}: no tool is waiting for approval"),
-                ),
-            ),
-            other => send(
-                &mut ws,
-                &error_msg(
-                    "invalid_request",
-                    &format!(
-                        "unknown message type {other:?}; use session, chat, approve, cancel or ping"
-                    ),
-                ),
-            ),
-        };
-        if !ok {
-            return;
-        }
-    }
-}
-
-fn open_session(app: &App, wanted: Option<&str>) -> Result<String, ApiError> {
+fn open_session(srv: &Server, wanted: Option<&str>) -> Result<String, ApiError> {
+    let app = &srv.app;
     match wanted {
         Some(id) => match app.sessions.get(id)? {
             Some(s) => Ok(s.session_id),
@@ -224,157 +558,5 @@ fn open_session(app: &App, wanted: Option<&str>) -> Result<String, ApiError> {
             .sessions
             .create(&app.config.agent.default_model.to_string())?
             .session_id),
-    }
-}
-
-/// Runs a `chat` message's turn, streaming events; false when the connection is gone.
-fn chat(
-    app: &App,
-    ws: &mut Socket,
-    session: &mut Option<String>,
-    msg: &Map<String, Value>,
-) -> bool {
-    let mut params = match params_from(msg) {
-        Ok(p) => p,
-        Err(e) => return send(ws, &error_msg(e.code, &e.message)),
-    };
-    if params.session_id.is_none() {
-        params.session_id = session.clone();
-    }
-    let prepared = match chat::prepare(&app.agent, &app.sessions, &params, true) {
-        Ok(p) => p,
-        Err(e) => return send_event(ws, &ApiError::from(e).event()),
-    };
-    let session_id = prepared.session_id().unwrap_or_default().to_string();
-    if session.as_deref() != Some(&session_id) {
-        *session = Some(session_id.clone());
-        if !send_event(
-            ws,
-            &TurnEvent::Session {
-                session_id: session_id.clone(),
-            },
-        ) {
-            return false;
-        }
-    }
-    let mut sink = WsSink {
-        ws,
-        session_id: &session_id,
-        approvals: &app.agent.approvals,
-        gone: false,
-        cancel: false,
-    };
-    let result = chat::run(&app.agent, &app.sessions, &params, prepared, &mut sink);
-    if sink.gone {
-        return false;
-    }
-    match result {
-        Ok(answer) => send_event(ws, &TurnEvent::Done(answer)),
-        Err(e) => send_event(ws, &ApiError::from(e).event()),
-    }
-}
-
-/// A turn's events as WebSocket messages; the client decides on tools with `approve`
-/// messages (or over HTTP), and may `cancel` while a tool waits.
-struct WsSink<'a> {
-    ws: &'a mut Socket,
-    session_id: &'a str,
-    approvals: &'a crate::agent::approval::Approvals,
-    /// The connection failed.
-    gone: bool,
-    /// The client sent `cancel`.
-    cancel: bool,
-}
-
-impl WsSink<'_> {
-    fn send(&mut self, v: &Value) {
-        if !self.gone {
-            self.gone = !send(self.ws, v);
-        }
-    }
-}
-
-impl TurnSink for WsSink<'_> {
-    fn emit(&mut self, event: TurnEvent) -> bool {
-        if !self.gone {
-            self.gone = !send_event(self.ws, &event);
-        }
-        !self.gone
-    }
-
-    fn cancelled(&self) -> bool {
-        self.gone || self.cancel
-    }
-
-    fn can_approve(&self) -> bool {
-        true
-    }
-
-    /// Reads the client's messages until it decides, cancels or leaves. The approval
-    /// timeout is applied when the client next speaks (see the module note).
-    fn await_decision(&mut self, pending: &Pending<'_>, timeout: std::time::Duration) -> Waited {
-        let asked = Instant::now();
-        loop {
-            let msg = match next(self.ws) {
-                Incoming::Json(m) => m,
-                Incoming::Bad(why) => {
-                    self.send(&error_msg("invalid_request", &why));
-                    continue;
-                }
-                Incoming::End(end) => {
-                    if let Some((code, reason)) = end {
-                        close(self.ws, code, reason);
-                    }
-                    self.gone = true;
-                    return Waited::Gone;
-                }
-            };
-            // A decision posted over HTTP meanwhile counts too.
-            if let Some(d) = pending.try_decision() {
-                return Waited::Decided(d);
-            }
-            if asked.elapsed() > timeout {
-                return Waited::TimedOut;
-            }
-            match msg.get("type").and_then(Value::as_str).unwrap_or("") {
-                "approve" => {
-                    let id = msg.get("request_id").and_then(Value::as_str).unwrap_or("");
-                    if id != pending.request_id {
-                        self.send(&error_msg(
-                            "not_found",
-                            &format!("no approval request {id:?} is waiting"),
-                        ));
-                        continue;
-                    }
-                    let decision = msg.get("decision").and_then(Value::as_str).unwrap_or("");
-                    match Decision::parse(decision) {
-                        Some(d) => {
-                            self.approvals.decide(self.session_id, id, d);
-                            if let Some(d) = pending.try_decision() {
-                                return Waited::Decided(d);
-                            }
-                        }
-                        None => self.send(&error_msg(
-                            "invalid_request",
-                            &format!(
-                                "field 'decision' must be \"approve\" or \"deny\", got {decision:?}"
-                            ),
-                        )),
-                    }
-                }
-                "cancel" => {
-                    self.cancel = true;
-                    return Waited::Gone;
-                }
-                "ping" => self.send(&json!({"type": "pong"})),
-                _ => self.send(&error_msg(
-                    "conflict",
-                    "a turn is waiting for approval: send approve or cancel",
-                )),
-            }
-            if self.gone {
-                return Waited::Gone;
-            }
-        }
     }
 }

@@ -71,6 +71,42 @@ pub struct Reply {
     pub usage: (u64, u64),
     pub delay: Duration,
     pub fault: Option<Fault>,
+    /// Frames sent before the answer waits for the gate to open.
+    pub hold: Option<(usize, Gate)>,
+}
+
+/// Holds a reply mid-way until the test opens it: a turn that stays in progress exactly
+/// as long as the test needs, instead of a delay the test must finish within.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every reply held by this gate go on.
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+
+    /// Waits until the gate opens; false if the client went away first.
+    fn wait(&self, stream: &TcpStream) -> bool {
+        let (open, changed) = &*self.0;
+        let mut is_open = open.lock().unwrap();
+        while !*is_open {
+            if client_gone(stream) {
+                return false;
+            }
+            is_open = changed
+                .wait_timeout(is_open, Duration::from_millis(5))
+                .unwrap()
+                .0;
+        }
+        true
+    }
 }
 
 impl Reply {
@@ -82,6 +118,7 @@ impl Reply {
             usage: (10, 5),
             delay: Duration::ZERO,
             fault: None,
+            hold: None,
         }
     }
 
@@ -114,6 +151,13 @@ impl Reply {
     /// Silence before each piece and each tool-call fragment.
     pub fn delay(mut self, delay: Duration) -> Reply {
         self.delay = delay;
+        self
+    }
+
+    /// Before the answer's frame number `frames` (counting its pieces and tool-call
+    /// fragments, and Anthropic's block starts, from 0), waits until `gate` opens.
+    pub fn hold_after(mut self, frames: usize, gate: &Gate) -> Reply {
+        self.hold = Some((frames, gate.clone()));
         self
     }
 
@@ -456,6 +500,8 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         stream,
         wire,
         delay: reply.delay,
+        hold: reply.hold.clone(),
+        sent: 0,
     };
     if out.answer(&reply, &model, include_usage).is_err() {
         shared.update(|s| s.disconnects += 1);
@@ -470,6 +516,9 @@ struct Out {
     stream: TcpStream,
     wire: Wire,
     delay: Duration,
+    hold: Option<(usize, Gate)>,
+    /// Frames sent through [`Out::frame`] so far.
+    sent: usize,
 }
 
 impl Out {
@@ -489,11 +538,18 @@ impl Out {
         self.stream.flush().map_err(|_| Gone)
     }
 
-    /// One frame, after the reply's delay.
+    /// One frame, after the reply's delay (and its gate, when it holds here).
     fn frame(&mut self, text: &str) -> Result<(), Gone> {
+        if let Some((at, gate)) = &self.hold
+            && *at == self.sent
+            && !gate.wait(&self.stream)
+        {
+            return Err(Gone);
+        }
         if !pause(&self.stream, self.delay) {
             return Err(Gone);
         }
+        self.sent += 1;
         self.frame_now(text)
     }
 

@@ -1,33 +1,60 @@
-//! The `bash` tool: a shell command in the workspace, with a timeout and an output cap.
+//! The `bash` tool: a shell command in the workspace, with a timeout and an output cap,
+//! confined by Landlock where the kernel has it (see `sandbox.rs`): it writes only in the
+//! workspace, `tools.allowed_paths` and a private temp dir that is removed afterwards.
 
+use std::fs;
 use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::sandbox::{self, Policy};
 use super::{ToolContext, ToolOutput, str_arg};
 
+/// Runs `bash -c command` in the workspace, confined (see the module doc).
 pub fn run(ctx: &ToolContext, args: &Value) -> Result<ToolOutput, String> {
     let command = str_arg(args, "command")?;
     if command.trim().is_empty() {
         return Err("command is empty".into());
     }
-    let timeout = ctx.config.bash_timeout.get();
-    let cap = ctx.config.output_max_bytes;
-    let mut child = Command::new("bash")
-        .arg("-c")
+    let tmp = PrivateTmp::create()?;
+    let workspace = ctx.memory.workspace();
+    let mut writable = vec![workspace.to_path_buf(), tmp.0.clone()];
+    writable.extend(
+        ctx.config
+            .allowed_paths
+            .iter()
+            .map(|p| crate::paths::expand_tilde(p, &crate::paths::process_env)),
+    );
+    let policy = Policy {
+        writable,
+        network: ctx.config.bash_network,
+    };
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
         .arg(command)
-        .current_dir(ctx.memory.workspace())
+        .current_dir(workspace)
+        // The shared temp dir is outside the sandbox: point the usual variables at ours.
+        .env("TMPDIR", &tmp.0)
+        .env("TMP", &tmp.0)
+        .env("TEMP", &tmp.0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Own process group, so a timeout kills the command's children too.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start bash: {e}"))?;
+        .process_group(0);
+    let mut child = sandbox::spawn(cmd, &policy).map_err(|e| format!("cannot start bash: {e}"))?;
+    run_to_end(&mut child, ctx)
+}
+
+fn run_to_end(child: &mut std::process::Child, ctx: &ToolContext) -> Result<ToolOutput, String> {
+    let timeout = ctx.config.bash_timeout.get();
+    let cap = ctx.config.output_max_bytes;
 
     // Drain both pipes on threads so a chatty command never blocks on a full pipe; keep
     // only the first `cap` bytes of each.
@@ -101,5 +128,33 @@ pub fn run(ctx: &ToolContext, args: &Value) -> Result<ToolOutput, String> {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "killed by a signal".into())
         ))),
+    }
+}
+
+/// A temp dir only this command may write to (mode 0700), removed when the call ends.
+struct PrivateTmp(PathBuf);
+
+impl PrivateTmp {
+    fn create() -> Result<PrivateTmp, String> {
+        let dir = std::env::temp_dir().join(format!("localgpt-bash-{}", uuid::Uuid::new_v4()));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create a temp dir for bash in {}: {e}", parent(&dir)))?;
+        Ok(PrivateTmp(dir))
+    }
+}
+
+fn parent(dir: &Path) -> String {
+    dir.parent().unwrap_or(dir).display().to_string()
+}
+
+impl Drop for PrivateTmp {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("could not remove bash's temp dir {}: {e}", self.0.display());
+        }
     }
 }

@@ -6,6 +6,7 @@
 mod bash;
 mod files;
 mod memory;
+mod sandbox;
 mod web;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::providers::{ToolCall, ToolSpec};
 
 pub use files::PathGuard;
 pub use memory::append_entry;
+pub use sandbox::{SandboxStatus, bash_sandbox_status};
 
 /// What a tool run produced.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::Server;
 use super::error::ApiError;
 use super::http::{ApiRequest, ApiResponse};
 use super::router::Route;
-use crate::app::App;
 
 /// Answers one non-streaming route.
-pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+pub fn handle(srv: &Server, route: &Route, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let app = &srv.app;
     match route {
         // The one route a supervisor polls: a fixed body, nothing built per request.
         Route::Health => Ok(ApiResponse {
@@ -25,7 +26,7 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
             headers: Vec::new(),
             body: br#"{"status":"ok"}"#.to_vec(),
         }),
-        Route::Status => Ok(ApiResponse::ok(&status(app))),
+        Route::Status => Ok(ApiResponse::ok(&status(srv))),
         Route::MemorySearch => memory::search(app, req),
         Route::MemoryStats => memory::stats(app),
         Route::MemoryReindex => memory::reindex(app, req),
@@ -53,7 +54,8 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
     }
 }
 
-fn status(app: &App) -> serde_json::Value {
+fn status(srv: &Server) -> serde_json::Value {
+    let app = &srv.app;
     let counts = app.agent.memory.counts();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -61,6 +63,7 @@ fn status(app: &App) -> serde_json::Value {
         "model": app.config.agent.default_model.to_string(),
         "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
         "heartbeat": heartbeat::status_json(app),
+        "connections": srv.conns.counts(),
         "mcp": tools::mcp_status(app),
     })
 }

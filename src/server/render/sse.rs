@@ -12,6 +12,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use serde::Serialize;
 
 use crate::agent::events::{TurnEvent, TurnSink};
+use crate::providers::cancel::CancelCheck;
 use crate::sync::lock;
 
 struct State {
@@ -116,6 +117,12 @@ impl SseStream {
         lock(&self.state).broken
     }
 
+    /// [`SseStream::is_broken`] as a check another thread can hold.
+    pub fn broken_check(&self) -> CancelCheck {
+        let state = self.state.clone();
+        Arc::new(move || lock(&state).broken)
+    }
+
     /// Sends `data: [DONE]` and ends the chunked body.
     pub fn finish(mut self) {
         self.stop_keepalive();
@@ -154,5 +161,9 @@ impl TurnSink for SseSink<'_> {
 
     fn can_approve(&self) -> bool {
         true
+    }
+
+    fn cancel_check(&self) -> Option<CancelCheck> {
+        Some(self.0.broken_check())
     }
 }

@@ -1,0 +1,397 @@
+//! Deadlines tiny_http 0.12 does not have: a request head must arrive within
+//! `server.header_timeout` of the connection opening, a kept-alive connection must bring
+//! its next request within `server.idle_timeout` of the last response, and a client must
+//! keep reading (`server.write_timeout`, set on the listener as `SO_SNDTIMEO`, which every
+//! accepted socket inherits).
+//!
+//! tiny_http hides its sockets, but they are descriptors of this process: a watchdog
+//! thread lists `/proc/self/fd`, takes a duplicate of each socket connected to our port
+//! with `pidfd_getfd` (a safe system call on our own process), and learns its peer. The
+//! server tells it when a peer's request starts and ends. A connection past its deadline
+//! is shut down through the duplicate, which wakes tiny_http's blocked read with an end of
+//! file: its thread ends and the connection is freed. Streams (SSE) and WebSockets are
+//! busy for their whole life and never timed out here.
+//!
+//! One case is different: a request line saying `HTTP/2.0` makes tiny_http answer 505
+//! through a writer that waits, forever, for the request's own writer to be dropped. Its
+//! thread never ends; only the client's socket can be closed. Such connections stay
+//! listed after their shutdown and are counted as stuck.
+//!
+//! While no connection is open the watchdog sleeps in `poll` on the listening socket, so
+//! an idle daemon does not wake up for it.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec, eventfd, poll};
+use rustix::net::Shutdown;
+use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+
+use crate::sync::lock;
+
+/// How often open connections are checked. A deadline is kept to within about this.
+const TICK: Duration = Duration::from_millis(250);
+/// How long an idle daemon sleeps between looks, in case a connection slipped in between
+/// the last look and the `poll` (tiny_http accepted it before the watchdog listened).
+const IDLE_LOOK: Duration = Duration::from_secs(5);
+/// A connection still open this long after its shutdown has a thread tiny_http will never
+/// free.
+const STUCK_AFTER: Duration = Duration::from_secs(2);
+
+/// The deadlines, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// What the watchdog knows about a peer's requests.
+#[derive(Debug, Clone, Copy)]
+enum Activity {
+    /// A request is being served (or a stream or WebSocket runs): no deadline.
+    Busy,
+    /// The last response ended then.
+    IdleSince(Instant),
+}
+
+#[derive(Debug)]
+struct Conn {
+    fd: i32,
+    peer: SocketAddr,
+    first_seen: Instant,
+    shut_at: Option<Instant>,
+    stuck: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Server-side connections by socket inode (tiny_http holds two descriptors of each).
+    conns: HashMap<u64, Conn>,
+    /// Inodes of sockets that are not connections to our port.
+    foreign: HashSet<u64>,
+    activity: HashMap<SocketAddr, Activity>,
+    stuck: usize,
+    closed: u64,
+}
+
+/// Counts for `/api/status` and `doctor`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConnCounts {
+    /// Connections to the API open now.
+    pub open: usize,
+    /// Connections closed because a deadline passed, since start.
+    pub closed_by_deadline: u64,
+    /// Connections whose tiny_http thread can never end (`HTTP/2.0` request lines).
+    pub stuck: usize,
+    /// Whether deadlines are enforced (they need `pidfd_getfd`, Linux 5.6+).
+    pub enforced: bool,
+}
+
+/// The connections of one server and their deadlines.
+pub struct Connections {
+    limits: Limits,
+    port: u16,
+    /// `None` when this kernel (or a seccomp filter) refuses `pidfd_open`.
+    pidfd: Option<OwnedFd>,
+    inner: Mutex<Inner>,
+}
+
+impl Connections {
+    pub fn new(limits: Limits, port: u16) -> Connections {
+        let pidfd = match pidfd_open(getpid(), PidfdFlags::empty()) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                log::warn!(
+                    "connection deadlines are not enforced: pidfd_open failed ({e}); \
+                     idle and slow clients each hold a thread until they leave"
+                );
+                None
+            }
+        };
+        Connections {
+            limits,
+            port,
+            pidfd,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// A request from `peer` reached the server.
+    pub fn request_started(&self, peer: Option<&SocketAddr>) {
+        if let Some(peer) = peer {
+            lock(&self.inner).activity.insert(*peer, Activity::Busy);
+        }
+    }
+
+    /// The response to `peer` has been sent; its next request is due within the idle
+    /// timeout.
+    pub fn request_finished(&self, peer: Option<&SocketAddr>) {
+        if let Some(peer) = peer {
+            lock(&self.inner)
+                .activity
+                .insert(*peer, Activity::IdleSince(Instant::now()));
+        }
+    }
+
+    pub fn counts(&self) -> ConnCounts {
+        let inner = lock(&self.inner);
+        ConnCounts {
+            open: inner.conns.len(),
+            closed_by_deadline: inner.closed,
+            stuck: inner.stuck,
+            enforced: self.pidfd.is_some(),
+        }
+    }
+
+    /// A duplicate of the socket connected to `peer`, if it is open now (the WebSocket
+    /// uses it to read with a timeout).
+    pub fn socket_of(&self, peer: SocketAddr) -> Option<OwnedFd> {
+        self.look();
+        let fd = lock(&self.inner)
+            .conns
+            .values()
+            .find(|c| c.peer == peer && c.shut_at.is_none())
+            .map(|c| c.fd)?;
+        self.dup_if(fd, peer)
+    }
+
+    /// Our own duplicate of descriptor `fd`, if it is still the socket connected to `peer`.
+    fn dup_if(&self, fd: i32, peer: SocketAddr) -> Option<OwnedFd> {
+        let pidfd = self.pidfd.as_ref()?;
+        let dup = pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()).ok()?;
+        let now_peer = rustix::net::getpeername(&dup)
+            .ok()
+            .flatten()
+            .and_then(|a| SocketAddr::try_from(a).ok());
+        (now_peer == Some(peer)).then_some(dup)
+    }
+
+    /// Lists our sockets: new connections are recorded, closed ones forgotten.
+    fn look(&self) {
+        let Some(pidfd) = &self.pidfd else {
+            return;
+        };
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        let now = Instant::now();
+        let mut seen: HashMap<u64, i32> = HashMap::new();
+        for entry in dir.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Some(inode) = std::fs::read_link(entry.path())
+                .ok()
+                .and_then(|l| socket_inode(&l.to_string_lossy()))
+            else {
+                continue;
+            };
+            seen.entry(inode).or_insert(fd);
+        }
+        let mut inner = lock(&self.inner);
+        inner.conns.retain(|inode, _| seen.contains_key(inode));
+        inner.foreign.retain(|inode| seen.contains_key(inode));
+        for (inode, fd) in seen {
+            if inner.foreign.contains(&inode) {
+                continue;
+            }
+            if let Some(conn) = inner.conns.get_mut(&inode) {
+                conn.fd = fd;
+                continue;
+            }
+            match self.server_peer(pidfd, fd) {
+                Some(peer) => {
+                    inner.conns.insert(
+                        inode,
+                        Conn {
+                            fd,
+                            peer,
+                            first_seen: now,
+                            shut_at: None,
+                            stuck: false,
+                        },
+                    );
+                }
+                None => {
+                    inner.foreign.insert(inode);
+                }
+            }
+        }
+        let live: HashSet<SocketAddr> = inner.conns.values().map(|c| c.peer).collect();
+        inner.activity.retain(|peer, _| live.contains(peer));
+    }
+
+    /// The peer of descriptor `fd` when it is a connection accepted on our port.
+    fn server_peer(&self, pidfd: &OwnedFd, fd: i32) -> Option<SocketAddr> {
+        let dup = pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()).ok()?;
+        let local = SocketAddr::try_from(rustix::net::getsockname(&dup).ok()?).ok()?;
+        if local.port() != self.port {
+            return None;
+        }
+        rustix::net::getpeername(&dup)
+            .ok()
+            .flatten()
+            .and_then(|a| SocketAddr::try_from(a).ok())
+    }
+
+    /// Shuts down connections past their deadline and counts the ones that outlive it.
+    fn enforce(&self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        {
+            let mut inner = lock(&self.inner);
+            let Inner {
+                conns,
+                activity,
+                stuck,
+                ..
+            } = &mut *inner;
+            for (&inode, conn) in conns.iter_mut() {
+                if let Some(shut) = conn.shut_at {
+                    if !conn.stuck && now.duration_since(shut) >= STUCK_AFTER {
+                        conn.stuck = true;
+                        *stuck += 1;
+                        log::warn!(
+                            "a connection from {} outlived its shutdown: tiny_http's thread \
+                             for it is stuck for good ({} so far; an HTTP/2.0 request line does \
+                             this, see docs/security.md)",
+                            conn.peer,
+                            stuck
+                        );
+                    }
+                    continue;
+                }
+                let deadline = match activity.get(&conn.peer) {
+                    Some(Activity::Busy) => continue,
+                    Some(Activity::IdleSince(t)) => *t + self.limits.idle_timeout,
+                    None => conn.first_seen + self.limits.header_timeout,
+                };
+                if now >= deadline {
+                    due.push((inode, conn.fd, conn.peer, activity.contains_key(&conn.peer)));
+                }
+            }
+        }
+        for (inode, fd, peer, was_idle) in due {
+            let Some(dup) = self.dup_if(fd, peer) else {
+                continue;
+            };
+            if rustix::net::shutdown(&dup, Shutdown::Both).is_ok() {
+                let mut inner = lock(&self.inner);
+                inner.closed += 1;
+                if let Some(conn) = inner.conns.get_mut(&inode) {
+                    conn.shut_at = Some(now);
+                }
+                drop(inner);
+                let which = if was_idle {
+                    "server.idle_timeout"
+                } else {
+                    "server.header_timeout"
+                };
+                log::debug!("closed the connection from {peer}: {which} passed");
+            }
+        }
+    }
+}
+
+/// The inode of a `/proc/self/fd` link `socket:[12345]`.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The running watchdog; dropping [`Watchdog::stop`]'s handle ends it.
+pub struct Watchdog {
+    stop: Arc<AtomicBool>,
+    wake: Option<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Starts the watchdog for `conns`; `listener` is a duplicate of the listening socket
+    /// (to sleep on while no connection is open).
+    pub fn start(conns: Arc<Connections>, listener: TcpListener) -> std::io::Result<Watchdog> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        let thread = {
+            let stop = stop.clone();
+            let wake = wake.try_clone()?;
+            std::thread::Builder::new()
+                .name("conn-deadlines".into())
+                .spawn(move || run(&conns, &listener, &wake, &stop))?
+        };
+        Ok(Watchdog {
+            stop,
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(wake) = self.wake.take() {
+            let _ = rustix::io::write(&wake, &1u64.to_ne_bytes());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn run(conns: &Connections, listener: &TcpListener, wake: &OwnedFd, stop: &AtomicBool) {
+    if conns.pidfd.is_none() {
+        return;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        conns.look();
+        conns.enforce();
+        let idle = lock(&conns.inner).conns.is_empty();
+        let wait = if idle { IDLE_LOOK } else { TICK };
+        let mut fds = [
+            PollFd::new(wake, PollFlags::IN),
+            PollFd::new(listener, PollFlags::IN),
+        ];
+        // While connections are open, only the wake-up (stop) interrupts the tick.
+        let watched = if idle { &mut fds[..] } else { &mut fds[..1] };
+        let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
+        if poll(watched, Some(&timeout)).is_ok_and(|n| n > 0) && idle {
+            // A connection is arriving: give tiny_http a moment to accept it.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(socket_inode("socket:[12345]"), Some(12345));
+        assert_eq!(socket_inode("pipe:[1]"), None);
+        assert_eq!(socket_inode("/dev/null"), None);
+    }
+}
