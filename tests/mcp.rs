@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_provider::{FakeProvider, Reply, process_alive};
-use support::stream_client::Sse;
+use support::stream_client::{Sse, ws_connect, ws_send, ws_until};
 use support::{Daemon, Home, eventually};
 
 const MODEL: &str = "openai/gpt-test";
@@ -381,18 +381,34 @@ fn cancelling_the_turn_cancels_the_call_at_the_server() {
         ),
     );
     wait_ready(&d, "fake");
+    let cancelled = |started: &Value| {
+        let cancel = record.wait("notifications/cancelled", |l| {
+            l["method"] == "notifications/cancelled" && l["params"]["requestId"] == started["id"]
+        });
+        assert!(cancel["params"]["reason"].is_string(), "{cancel}");
+        record.wait("the server stopped the call", |l| {
+            l["event"] == "slow_cancelled" && l["id"] == started["id"]
+        });
+    };
+
+    // A WebSocket client sends cancel while the tool runs.
+    fake.push(Reply::tool_call("mcp_fake_slow", json!({"seconds": 600})));
+    let mut ws = ws_connect(d.addr, None).unwrap();
+    ws_send(&mut ws, &json!({"type": "chat", "message": "wait"}));
+    ws_until(&mut ws, "tool_start");
+    let started = record.wait("the slow call began", |l| l["event"] == "slow_started");
+    ws_send(&mut ws, &json!({"type": "cancel"}));
+    cancelled(&started);
+
+    // An SSE client goes away while the tool runs.
     fake.push(Reply::tool_call("mcp_fake_slow", json!({"seconds": 600})));
     let mut sse = Sse::open(d.addr, r#"{"message":"wait"}"#);
     sse.until("tool_start");
-    let started = record.wait("the slow call began", |l| l["event"] == "slow_started");
+    let started = record.wait("the second slow call began", |l| {
+        l["event"] == "slow_started" && l["id"] != started["id"]
+    });
     drop(sse);
-    let cancel = record.wait("notifications/cancelled", |l| {
-        l["method"] == "notifications/cancelled"
-    });
-    assert_eq!(cancel["params"]["requestId"], started["id"]);
-    record.wait("the server stopped the call", |l| {
-        l["event"] == "slow_cancelled"
-    });
+    cancelled(&started);
 }
 
 #[test]
