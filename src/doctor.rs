@@ -113,7 +113,65 @@ pub fn run(config: Result<&Config, &ConfigError>, paths: &Paths) -> Vec<Check> {
     out.push(heartbeat(config, paths));
     out.push(bash_sandbox(config));
     out.push(telegram(&config.telegram));
+    out.extend(mcp_servers(config, paths));
     out
+}
+
+/// Starts each MCP server once (in parallel, each bounded by `mcp.start_timeout` per
+/// step): handshake and tool list, then stops it.
+fn mcp_servers(config: &Config, paths: &Paths) -> Vec<Check> {
+    let timeout = config.mcp.start_timeout.get();
+    // The daemon creates the workspace at start; before that, a server that works in it
+    // by default works in the temp dir for this check.
+    let workspace = if paths.workspace.is_dir() {
+        paths.workspace.clone()
+    } else {
+        std::env::temp_dir()
+    };
+    let probes: Vec<_> = config
+        .mcp
+        .servers
+        .iter()
+        .map(|(name, server)| {
+            let (name, server, workspace) = (name.clone(), server.clone(), workspace.clone());
+            std::thread::spawn(move || {
+                let probe = crate::mcp::probe(&name, &server, &workspace, timeout);
+                (name, server, probe)
+            })
+        })
+        .collect();
+    probes
+        .into_iter()
+        .filter_map(|t| t.join().ok())
+        .map(|(name, server, probe)| {
+            let what = format!("mcp {name}");
+            match probe {
+                Ok(p) => {
+                    let mut tools = p.tools.join(", ");
+                    if tools.is_empty() {
+                        tools = "no tools".into();
+                    }
+                    Check::ok(
+                        what,
+                        format!(
+                            "{} speaks MCP {}; {} tools: {tools}",
+                            p.server,
+                            p.protocol_version,
+                            p.tools.len()
+                        ),
+                    )
+                }
+                Err(why) => Check::fail(
+                    what,
+                    why,
+                    format!(
+                        "run it by hand ({}) and read what it prints; correct mcp.servers.{name} in the config",
+                        server.command.join(" ")
+                    ),
+                ),
+            }
+        })
+        .collect()
 }
 
 fn config_check(paths: &Paths) -> Check {
@@ -159,6 +217,8 @@ fn holds_secret(value: &toml::Value) -> bool {
         toml::Value::Table(t) => t.iter().any(|(k, v)| {
             ((k == "api_key" || k == "auth_token" || k == "bot_token")
                 && v.as_str().is_some_and(|s| !s.is_empty()))
+                // An MCP server's environment is where its tokens go.
+                || (k == "env" && v.as_table().is_some_and(|t| !t.is_empty()))
                 || holds_secret(v)
         }),
         _ => false,

@@ -387,6 +387,7 @@ fn every_documented_status_is_answered_as_documented() {
     );
     assert_eq!(got["message_count"], 2, "{got}");
     expect(&mut c, "GET", "/api/heartbeat", "/api/heartbeat", None, 200);
+    expect(&mut c, "GET", "/api/tools", "/api/tools", None, 200);
     expect(
         &mut c,
         "POST",

@@ -32,8 +32,8 @@ pub fn run_turn(
 ) -> Result<Answer, AgentError> {
     let provider = agent.providers.get(&input.model);
     let settings = &agent.settings;
-    let offered: Vec<&str> = input.policy.offered.iter().map(String::as_str).collect();
-    let specs = tools::specs(&offered);
+    let registry = agent.registry();
+    let specs = registry.specs();
     let now = crate::clock::local(agent.clock.now(), agent.zone.tz());
     let mut system = super::prompt::system_prompt(
         agent.memory.workspace(),
@@ -121,15 +121,15 @@ pub fn run_turn(
                 ToolOutput::error(
                     "this exact call was already made in this turn; its result is above. Use it instead of calling again.",
                 )
-            } else if !input.policy.offers(&call.name) {
+            } else if !specs.iter().any(|s| s.name == call.name) {
                 ToolOutput::error(format!("tool {} is not available here", call.name))
             } else if input.policy.needs_approval(&call.name) {
                 match decide(agent, &input, call, sink) {
-                    Decision::Approve => tools::run(&agent.tools, call),
+                    Decision::Approve => registry.run(call, &|| sink.cancelled()),
                     Decision::Deny(why) => ToolOutput::error(why),
                 }
             } else {
-                tools::run(&agent.tools, call)
+                registry.run(call, &|| sink.cancelled())
             };
             sink.emit(TurnEvent::ToolEnd {
                 id: call.id.clone(),

@@ -22,6 +22,8 @@ pub enum Route {
     HeartbeatRun,
     /// The events feed (SSE; the connection goes to the feed thread).
     Events,
+    /// Every tool, built-in and MCP.
+    Tools,
     WebSocket,
     /// A CORS preflight for any known path.
     Preflight,
@@ -76,6 +78,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/heartbeat"),
     ("POST", "/api/heartbeat/run"),
     ("GET", "/api/events"),
+    ("GET", "/api/tools"),
     ("GET", "/api/ws"),
 ];
 
@@ -122,6 +125,7 @@ pub fn route(method: &str, path: &str, debug_routes: bool) -> Result<Route, ApiE
             Some((&["POST"], (m == "POST").then_some(Route::HeartbeatRun)))
         }
         ["api", "events"] => Some((&["GET"], (m == "GET").then_some(Route::Events))),
+        ["api", "tools"] => Some((&["GET"], (m == "GET").then_some(Route::Tools))),
         ["api", "ws"] => Some((&["GET"], (m == "GET").then_some(Route::WebSocket))),
         ["api", "debug", "sleep"] if debug_routes => {
             Some((&["POST"], (m == "POST").then_some(Route::DebugSleep)))

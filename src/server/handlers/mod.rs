@@ -5,6 +5,7 @@ pub mod events;
 pub mod heartbeat;
 pub mod memory;
 pub mod sessions;
+pub mod tools;
 
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub fn handle(srv: &Server, route: &Route, req: &ApiRequest) -> Result<ApiRespon
         Route::SessionApprove(id) => sessions::approve(app, id, req),
         Route::HeartbeatGet => Ok(heartbeat::get(app)),
         Route::HeartbeatRun => heartbeat::run(app, req),
+        Route::Tools => Ok(tools::list(app)),
         Route::DebugSleep | Route::DebugSleepFast => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         // Served by the server module itself: they need the raw connection.
@@ -67,6 +69,7 @@ fn status(srv: &Server) -> serde_json::Value {
         "telegram": telegram,
         "events": events,
         "notify": notify,
+        "mcp": tools::mcp_status(app),
     })
 }
 
