@@ -17,6 +17,7 @@ pub mod lanes;
 pub mod render;
 pub mod router;
 pub mod screen;
+pub mod v1;
 pub mod ws;
 
 use std::net::{SocketAddr, TcpListener};
@@ -157,7 +158,8 @@ fn listen(
             let status = if too_big_to_drop(&job.request) {
                 refuse_undroppable(job.request, app.config.server.max_body_bytes)
             } else {
-                reply(job.request, ApiError::overloaded(what).into())
+                let resp = ApiError::overloaded(what).response_for(job.request.url());
+                reply(job.request, resp)
             };
             log_access(app, "-", what, status, received);
         }
@@ -216,14 +218,18 @@ fn serve(app: &Arc<App>, job: Job) {
         return;
     }
     let status = match screen(cfg, &headers, &target, route) {
-        Err(e) => reply_cors(request, e.into(), cors.as_deref()),
+        Err(e) => reply_cors(request, e.response_for(&path), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
         Ok(Route::WebSocket) => ws::upgrade(app, request, &headers),
         Ok(route) => match read_body(&mut request, &headers, cfg.max_body_bytes) {
-            Err(e) => reply(request, e.into()),
+            Err(e) => reply(request, e.response_for(&path)),
             Ok(body) if route == Route::ChatStream => {
                 let api = ApiRequest::new(&method, &target, headers, body);
                 handlers::chat::stream(app, request, &api, cors.as_deref())
+            }
+            Ok(body) if route == Route::V1ChatCompletions => {
+                let api = ApiRequest::new(&method, &target, headers, body);
+                v1::chat_completions(app, request, &api, cors.as_deref())
             }
             Ok(body) => {
                 let api = ApiRequest::new(&method, &target, headers, body);
@@ -239,7 +245,7 @@ fn serve(app: &Arc<App>, job: Job) {
                         if e.status >= 500 {
                             error!("{method} {}: {e}", loggable(&path, 512));
                         }
-                        ApiResponse::from(e)
+                        e.response_for(&path)
                     });
                 reply_cors(request, resp, cors.as_deref())
             }

@@ -21,6 +21,12 @@ pub enum Route {
     HeartbeatGet,
     HeartbeatRun,
     WebSocket,
+    /// `GET /v1/models` (OpenAI-compatible).
+    V1Models,
+    /// `GET /v1/models/{id}`; the id may contain `/` (`openai/gpt-4o`).
+    V1Model(String),
+    /// `POST /v1/chat/completions`, plain or streamed.
+    V1ChatCompletions,
     /// A CORS preflight for any known path.
     Preflight,
     DebugSleep,
@@ -41,7 +47,11 @@ pub enum Lane {
 impl Route {
     pub fn lane(&self) -> Lane {
         match self {
-            Route::Chat | Route::ChatStream | Route::HeartbeatRun | Route::DebugSleep => Lane::Chat,
+            Route::Chat
+            | Route::ChatStream
+            | Route::V1ChatCompletions
+            | Route::HeartbeatRun
+            | Route::DebugSleep => Lane::Chat,
             // Reindex is disk-bound, not model-bound, but a full rebuild of a large workspace
             // takes seconds: keep it out of the fast lane.
             Route::MemoryReindex => Lane::Chat,
@@ -74,6 +84,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/heartbeat"),
     ("POST", "/api/heartbeat/run"),
     ("GET", "/api/ws"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{id}"),
+    ("POST", "/v1/chat/completions"),
 ];
 
 /// Finds the route for `method` and `path` (no query string).
@@ -119,6 +132,13 @@ pub fn route(method: &str, path: &str, debug_routes: bool) -> Result<Route, ApiE
             Some((&["POST"], (m == "POST").then_some(Route::HeartbeatRun)))
         }
         ["api", "ws"] => Some((&["GET"], (m == "GET").then_some(Route::WebSocket))),
+        ["v1", "models"] => Some((&["GET"], (m == "GET").then_some(Route::V1Models))),
+        ["v1", "models", id @ ..] if id.iter().all(|s| !s.is_empty()) => {
+            Some((&["GET"], (m == "GET").then(|| Route::V1Model(id.join("/")))))
+        }
+        ["v1", "chat", "completions"] => {
+            Some((&["POST"], (m == "POST").then_some(Route::V1ChatCompletions)))
+        }
         ["api", "debug", "sleep"] if debug_routes => {
             Some((&["POST"], (m == "POST").then_some(Route::DebugSleep)))
         }
@@ -158,6 +178,25 @@ mod tests {
             Ok(Route::SessionApprove("abc".into()))
         );
         assert_eq!(route("OPTIONS", "/api/chat", false), Ok(Route::Preflight));
+        assert_eq!(
+            route("GET", "/v1/models/openai/gpt-4o", false),
+            Ok(Route::V1Model("openai/gpt-4o".into()))
+        );
+        assert_eq!(route("GET", "/v1/models/", false), Ok(Route::V1Models));
+        assert_eq!(
+            route("GET", "/v1/models//x", false).unwrap_err().status,
+            404
+        );
+        assert_eq!(
+            route("POST", "/v1/chat/completions", false),
+            Ok(Route::V1ChatCompletions)
+        );
+        assert_eq!(
+            route("GET", "/v1/chat/completions", false)
+                .unwrap_err()
+                .status,
+            405
+        );
     }
 
     #[test]
@@ -208,5 +247,7 @@ mod tests {
         assert_eq!(Route::MemorySearch.lane(), Lane::Fast);
         assert_eq!(Route::Chat.lane(), Lane::Chat);
         assert_eq!(Route::ChatStream.lane(), Lane::Chat);
+        assert_eq!(Route::V1ChatCompletions.lane(), Lane::Chat);
+        assert_eq!(Route::V1Models.lane(), Lane::Fast);
     }
 }

@@ -42,12 +42,14 @@ pub fn handle(app: &App, route: &Route, req: &ApiRequest) -> Result<ApiResponse,
         Route::SessionApprove(id) => sessions::approve(app, id, req),
         Route::HeartbeatGet => Ok(heartbeat::get(app)),
         Route::HeartbeatRun => heartbeat::run(app, req),
+        Route::V1Models => super::v1::models(app),
+        Route::V1Model(id) => super::v1::model_get(app, id),
         Route::DebugSleep | Route::DebugSleepFast => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         // Served by the server module itself: they need the raw connection.
-        Route::ChatStream | Route::WebSocket | Route::Preflight => Err(ApiError::internal(
-            format!("{route:?} reached the plain handler table"),
-        )),
+        Route::ChatStream | Route::V1ChatCompletions | Route::WebSocket | Route::Preflight => Err(
+            ApiError::internal(format!("{route:?} reached the plain handler table")),
+        ),
     }
 }
 

@@ -1,4 +1,6 @@
 //! Thin adapters from a turn's [`TurnEvent`](crate::agent::events::TurnEvent)s to what a
-//! client reads: SSE here; the WebSocket's in `server/ws.rs`.
+//! client reads: SSE and OpenAI's `chat.completion.chunk`s here; the WebSocket's in
+//! `server/ws.rs`.
 
 pub mod sse;
+pub mod v1;
