@@ -38,14 +38,23 @@ pub struct Sse {
 
 impl Sse {
     pub fn open(addr: SocketAddr, body: &str) -> Sse {
+        Sse::open_at(addr, "/api/chat/stream", body, &[])
+    }
+
+    /// A streamed POST to `path` with extra request headers.
+    pub fn open_at(addr: SocketAddr, path: &str, body: &str, headers: &[(&str, &str)]) -> Sse {
         let stream = TcpStream::connect(addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .expect("timeout");
         let mut w = stream.try_clone().expect("clone");
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             w,
-            "POST /api/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .expect("send");
