@@ -660,3 +660,22 @@ fn client_disconnect_cancels_the_turn() {
     d.wait_log("cancelled: the client went away");
     assert_eq!(d.get("/health").0, 200);
 }
+
+#[test]
+fn streamed_text_around_a_daemon_tool_is_kept_apart() {
+    let fake = FakeProvider::start();
+    let d = daemon(&fake, "");
+    fake.push(Reply::text("Let me look.").and_tool_call("memory_search", json!({"query": "keys"})));
+    fake.push(Reply::text("They are on the hook."));
+    let body = json!({"messages": user("Where are my keys?"), "stream": true});
+    let mut sse = Sse::open_at(d.addr, "/v1/chat/completions", &body.to_string(), &[]);
+    let chunks = read_chunks(&mut sse);
+    // The daemon's own tool call is not the client's business: no tool_calls deltas.
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"][0]["delta"].get("tool_calls").is_none())
+    );
+    assert_eq!(text_of(&chunks), "Let me look.\n\nThey are on the hook.");
+    assert_eq!(finish_of(&chunks), ["stop"]);
+}

@@ -155,3 +155,29 @@ pub trait TurnSink {
 pub struct Unattended;
 
 impl TurnSink for Unattended {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_providers_stop_reason_maps_to_a_finish() {
+        for (reason, finish) in [
+            (None, Finish::Stop),
+            (Some("stop"), Finish::Stop),
+            (Some("end_turn"), Finish::Stop),
+            (Some("stop_sequence"), Finish::Stop),
+            (Some("length"), Finish::Length),
+            (Some("max_tokens"), Finish::Length),
+            (Some("content_filter"), Finish::ContentFilter),
+            (Some("refusal"), Finish::ContentFilter),
+            (Some("success"), Finish::Stop),
+        ] {
+            assert_eq!(Finish::of_stop_reason(reason), finish, "{reason:?}");
+        }
+        assert_eq!(
+            serde_json::to_value(Finish::ToolCalls).unwrap(),
+            "tool_calls"
+        );
+    }
+}

@@ -291,3 +291,65 @@ impl TurnSink for ChunkSink<'_> {
         self.stream.is_broken()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::events::Tokens;
+    use serde_json::{Value, json};
+
+    /// The answer of a finished turn, for tests of the rendering.
+    fn answer_for_tests(text: &str, calls: Vec<ToolCall>) -> Answer {
+        Answer {
+            response: text.into(),
+            model: "openai/m".into(),
+            tokens: Tokens {
+                prompt: 3,
+                completion: 2,
+                total: 5,
+            },
+            tools_used: Vec::new(),
+            session_id: None,
+            finish: if calls.is_empty() {
+                Finish::Stop
+            } else {
+                Finish::ToolCalls
+            },
+            client_tool_calls: calls,
+        }
+    }
+
+    #[test]
+    fn completion_object_has_the_api_shape() {
+        let meta = Meta {
+            id: "chatcmpl-1".into(),
+            created: 5,
+            model: "openai/m".into(),
+        };
+        let text =
+            serde_json::to_value(completion(&meta, &answer_for_tests("Hi.", vec![]))).unwrap();
+        assert_eq!(text["object"], "chat.completion");
+        assert_eq!(text["choices"][0]["message"]["content"], "Hi.");
+        assert_eq!(text["choices"][0]["finish_reason"], "stop");
+        assert!(text["choices"][0]["message"].get("tool_calls").is_none());
+        assert_eq!(
+            text["usage"],
+            json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+        );
+        let call = ToolCall {
+            id: "call_9".into(),
+            name: "get_weather".into(),
+            arguments: json!({"city": "Oslo"}),
+        };
+        let calls =
+            serde_json::to_value(completion(&meta, &answer_for_tests("", vec![call]))).unwrap();
+        let message = &calls["choices"][0]["message"];
+        assert_eq!(message["content"], Value::Null);
+        assert_eq!(calls["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            message["tool_calls"][0],
+            json!({"id": "call_9", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}})
+        );
+    }
+}
