@@ -136,7 +136,7 @@ pub fn run_turn(
         usage.prompt += completion.usage.prompt;
         usage.completion += completion.usage.completion;
         last_text = completion.text.clone();
-        let reply = Message::assistant(completion.text.clone(), completion.tool_calls.clone());
+        let reply = Message::assistant(completion.text, completion.tool_calls.clone());
         sink.message(&reply);
         messages.push(reply);
         if completion.tool_calls.is_empty() {

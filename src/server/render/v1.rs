@@ -164,9 +164,10 @@ pub struct ChunkSink<'a> {
     stream: &'a SseStream,
     meta: &'a Meta,
     include_usage: bool,
-    /// Text has gone out since the last tool ran (the next text after a tool starts a new
-    /// paragraph, or the model's words before and after it would run together).
+    /// Some of the model's text has gone out.
     wrote_text: bool,
+    /// One of the daemon's tools ran since: the next text starts a new paragraph, or the
+    /// model's words before and after the tool would run together.
     after_tool: bool,
 }
 
