@@ -31,6 +31,7 @@ fn request(model: &str) -> ChatRequest {
         messages: vec![Message::user("Say hello.")],
         tools: Vec::new(),
         max_tokens: 256,
+        ..Default::default()
     }
 }
 

@@ -4,7 +4,7 @@
 use super::approval::Approver;
 use super::events::{Answer, TurnEvent, TurnSink};
 use super::tools::cap;
-use super::turn::{TurnInput, run_turn};
+use super::turn::{ClientTurn, TurnInput, run_turn};
 use super::{Agent, AgentError};
 use crate::config::ModelRef;
 use crate::providers::{ChatRequest, Message, Role};
@@ -78,37 +78,45 @@ pub fn run(
     prepared: Prepared<'_>,
     sink: &mut dyn TurnSink,
 ) -> Result<Answer, AgentError> {
+    let input = TurnInput {
+        model: prepared.model.clone(),
+        incoming: vec![Message::user(params.message.clone())],
+        include_memory: params.include_memory,
+        history: Vec::new(),
+        summary: None,
+        policy: agent.chat_policy.clone(),
+        approver: Approver::Nobody(NOBODY),
+        client: ClientTurn::default(),
+    };
+    run_input(agent, sessions, prepared, input, sink)
+}
+
+/// Why a tool needing approval gets the fallback on a route where nobody watches.
+const NOBODY: &str = "nobody can approve it on this route";
+
+/// Runs `input` as the prepared chat. In a session, the session's history (summarised when
+/// it outgrew its budget) replaces `input.history`, every new message is persisted, and a
+/// sink that can approve decides on tools; without one, `input` runs as it is.
+pub fn run_input(
+    agent: &Agent,
+    sessions: &SessionStore,
+    prepared: Prepared<'_>,
+    mut input: TurnInput,
+    sink: &mut dyn TurnSink,
+) -> Result<Answer, AgentError> {
     let Prepared { model, session } = prepared;
     let Some(claim) = session else {
-        let input = TurnInput {
-            model,
-            message: params.message.clone(),
-            include_memory: params.include_memory,
-            history: Vec::new(),
-            summary: None,
-            policy: agent.chat_policy.clone(),
-            approver: Approver::Nobody("nobody can approve it on this route"),
-        };
         return run_turn(agent, input, sink);
     };
     let id = claim.id().to_string();
     let (summary, history) = prepare_history(agent, sessions, &id, &model)?;
-    let approver = if sink.can_approve() {
-        Approver::Client {
+    if sink.can_approve() {
+        input.approver = Approver::Client {
             session_id: id.clone(),
-        }
-    } else {
-        Approver::Nobody("nobody can approve it on this route")
-    };
-    let input = TurnInput {
-        model,
-        message: params.message.clone(),
-        include_memory: params.include_memory,
-        history,
-        summary,
-        policy: agent.chat_policy.clone(),
-        approver,
-    };
+        };
+    }
+    input.history = history;
+    input.summary = summary;
     let mut persisting = Persisting {
         inner: sink,
         sessions,
@@ -261,6 +269,7 @@ fn summarise(
         messages: vec![Message::user(transcript)],
         tools: Vec::new(),
         max_tokens: agent.settings.max_tokens,
+        ..Default::default()
     };
     let done = provider.complete(&request, &mut |_| true)?;
     Ok(done.text.trim().to_string())

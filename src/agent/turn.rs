@@ -4,17 +4,21 @@
 use std::collections::HashSet;
 
 use super::approval::{Approver, Decision, Policy, Waited};
-use super::events::{Answer, EVENT_OUTPUT_CHARS, ToolUse, TurnEvent, TurnSink};
+use super::events::{Answer, EVENT_OUTPUT_CHARS, Finish, ToolUse, TurnEvent, TurnSink};
 use super::tools::{self, ToolOutput};
 use super::{Agent, AgentError};
 use crate::config::ModelRef;
-use crate::providers::{ChatRequest, Message, ProviderError, ToolCall, Usage, cancel};
+use crate::providers::{
+    ChatRequest, Message, ProviderError, ToolCall, ToolChoice, ToolSpec, Usage, cancel,
+};
 
 /// What a turn is asked to do.
 #[derive(Debug, Clone)]
 pub struct TurnInput {
     pub model: ModelRef,
-    pub message: String,
+    /// What this turn adds to the conversation, in order: the user's message, or (on the
+    /// OpenAI-compatible API) the results of the client's own tool calls.
+    pub incoming: Vec<Message>,
     pub include_memory: bool,
     /// Earlier messages of the session, oldest first.
     pub history: Vec<Message>,
@@ -22,6 +26,42 @@ pub struct TurnInput {
     pub summary: Option<String>,
     pub policy: Policy,
     pub approver: Approver,
+    /// What a client of the OpenAI-compatible API adds (empty for every other surface).
+    pub client: ClientTurn,
+}
+
+/// A client's own part in a turn: its instructions, its tools and its model settings.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTurn {
+    /// The client's system text, put after the daemon's own system prompt.
+    pub system: String,
+    /// Tools the client runs itself, offered beside the daemon's (their names must differ).
+    /// A call to one ends the turn: the answer hands it back in
+    /// [`Answer::client_tool_calls`] with [`Finish::ToolCalls`], and the client continues
+    /// with the results as [`TurnInput::incoming`].
+    pub tools: Vec<ToolSpec>,
+    /// Overrides `agent.max_tokens`.
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub stop: Vec<String>,
+    /// `None` holds for the whole turn; `Required` and `Tool` bind only the first model
+    /// call, so a forced call to a daemon tool cannot loop until the iteration limit.
+    pub tool_choice: ToolChoice,
+}
+
+impl ClientTurn {
+    fn offers(&self, tool: &str) -> bool {
+        self.tools.iter().any(|t| t.name == tool)
+    }
+
+    /// The tool choice for model call number `round` of the turn.
+    fn choice(&self, round: usize) -> ToolChoice {
+        match &self.tool_choice {
+            ToolChoice::None => ToolChoice::None,
+            _ if round > 0 => ToolChoice::Auto,
+            other => other.clone(),
+        }
+    }
 }
 
 /// Runs one turn to its end.
@@ -33,7 +73,8 @@ pub fn run_turn(
     let provider = agent.providers.get(&input.model);
     let settings = &agent.settings;
     let registry = agent.registry();
-    let specs = registry.specs();
+    let mut specs = registry.specs();
+    specs.extend(input.client.tools.iter().cloned());
     let now = crate::clock::local(agent.clock.now(), agent.zone.tz());
     let mut system = super::prompt::system_prompt(
         agent.memory.workspace(),
@@ -47,22 +88,30 @@ pub fn run_turn(
         system.push_str(summary);
         system.push('\n');
     }
+    if !input.client.system.trim().is_empty() {
+        system.push_str("\n## Instructions from the client application\n");
+        system.push_str(input.client.system.trim());
+        system.push('\n');
+    }
 
     let mut messages = std::mem::take(&mut input.history);
-    let user = Message::user(std::mem::take(&mut input.message));
-    sink.message(&user);
-    messages.push(user);
+    for m in std::mem::take(&mut input.incoming) {
+        sink.message(&m);
+        messages.push(m);
+    }
     let mut usage = Usage::default();
     let mut tools_used = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut last_text = String::new();
     let model = input.model.to_string();
-    let answer = |response: String, usage: Usage, tools_used: Vec<ToolUse>| Answer {
+    let answer = |response: String, usage: Usage, tools_used: Vec<ToolUse>, finish| Answer {
         response,
         model: model.clone(),
         tokens: usage.into(),
         tools_used,
         session_id: None,
+        finish,
+        client_tool_calls: Vec::new(),
     };
 
     for round in 0..settings.max_tool_iterations {
@@ -74,7 +123,10 @@ pub fn run_turn(
             system: system.clone(),
             messages: messages.clone(),
             tools: specs.clone(),
-            max_tokens: settings.max_tokens,
+            max_tokens: input.client.max_tokens.unwrap_or(settings.max_tokens),
+            temperature: input.client.temperature,
+            stop: input.client.stop.clone(),
+            tool_choice: input.client.choice(round),
         };
         let check = sink.cancel_check();
         let completion = cancel::watched(check, || {
@@ -97,11 +149,16 @@ pub fn run_turn(
         sink.message(&reply);
         messages.push(reply);
         if completion.tool_calls.is_empty() {
-            return Ok(answer(last_text, usage, tools_used));
+            let finish = Finish::of_stop_reason(completion.stop_reason.as_deref());
+            return Ok(answer(last_text, usage, tools_used, finish));
         }
+        let (client_calls, own_calls): (Vec<ToolCall>, Vec<ToolCall>) = completion
+            .tool_calls
+            .into_iter()
+            .partition(|c| input.client.offers(&c.name));
 
         let mut all_repeats = true;
-        for call in &completion.tool_calls {
+        for call in &own_calls {
             if sink.cancelled() {
                 return Err(ProviderError::Cancelled.into());
             }
@@ -141,13 +198,20 @@ pub fn run_turn(
             sink.message(&result);
             messages.push(result);
         }
+        // The daemon's own calls of this answer have run; the client runs the rest, and
+        // its results continue the conversation in its next request.
+        if !client_calls.is_empty() {
+            let mut done = answer(last_text, usage, tools_used, Finish::ToolCalls);
+            done.client_tool_calls = client_calls;
+            return Ok(done);
+        }
         if all_repeats {
             log::info!("turn stopped in round {round}: the model repeated identical tool calls");
             let response = join_note(
                 &last_text,
                 "[stopped: the model kept repeating the same tool call]",
             );
-            return Ok(answer(response, usage, tools_used));
+            return Ok(answer(response, usage, tools_used, Finish::Stop));
         }
     }
     let response = join_note(
@@ -157,7 +221,7 @@ pub fn run_turn(
             settings.max_tool_iterations
         ),
     );
-    Ok(answer(response, usage, tools_used))
+    Ok(answer(response, usage, tools_used, Finish::Length))
 }
 
 /// Asks whoever can decide on `call`: the client through the approval registry (bounded by

@@ -46,12 +46,18 @@ pub fn handle(srv: &Server, route: &Route, req: &ApiRequest) -> Result<ApiRespon
         Route::HeartbeatGet => Ok(heartbeat::get(app)),
         Route::HeartbeatRun => heartbeat::run(app, req),
         Route::Tools => Ok(tools::list(app)),
+        Route::V1Models => super::v1::models(app),
+        Route::V1Model(id) => super::v1::model_get(app, id),
         Route::DebugSleep | Route::DebugSleepFast => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         // Served by the server module itself: they need the raw connection.
-        Route::ChatStream | Route::Events | Route::WebSocket | Route::Preflight => Err(
-            ApiError::internal(format!("{route:?} reached the plain handler table")),
-        ),
+        Route::ChatStream
+        | Route::Events
+        | Route::V1ChatCompletions
+        | Route::WebSocket
+        | Route::Preflight => Err(ApiError::internal(format!(
+            "{route:?} reached the plain handler table"
+        ))),
     }
 }
 
