@@ -291,6 +291,10 @@ impl TurnSink for ChunkSink<'_> {
     fn cancelled(&self) -> bool {
         self.stream.is_broken()
     }
+
+    fn cancel_check(&self) -> Option<crate::providers::cancel::CancelCheck> {
+        Some(self.stream.broken_check())
+    }
 }
 
 #[cfg(test)]
