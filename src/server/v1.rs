@@ -1,4 +1,4 @@
-//! The OpenAI-compatible API (DESIGN §13): `GET /v1/models`, `GET /v1/models/{id}` and
+//! The OpenAI-compatible API (docs/openai.md): `GET /v1/models`, `GET /v1/models/{id}` and
 //! `POST /v1/chat/completions`, plain or streamed, so any OpenAI client gets the daemon's
 //! memory and tools behind the standard interface.
 //!
