@@ -206,6 +206,11 @@ fn http2_request_lines_are_closed_by_the_deadline_and_counted() {
     );
     assert!(d.wait_log("outlived its shutdown").contains("HTTP/2.0"));
     assert_eq!(d.get("/health").0, 200);
+    let (_, out, err) = d.home.run(&["doctor"]);
+    assert!(
+        out.contains(&format!("{CONNS} connections are stuck in tiny_http")),
+        "{out}{err}"
+    );
 }
 
 #[test]

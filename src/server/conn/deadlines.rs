@@ -319,6 +319,13 @@ impl Connections {
     }
 }
 
+/// Whether this process can duplicate its own descriptors, as the watchdog does.
+pub fn probe() -> Result<(), rustix::io::Errno> {
+    use std::os::fd::AsRawFd;
+    let pidfd = pidfd_open(getpid(), PidfdFlags::empty())?;
+    pidfd_getfd(&pidfd, pidfd.as_raw_fd(), PidfdGetfdFlags::empty()).map(drop)
+}
+
 /// The inode of a `/proc/self/fd` link `socket:[12345]`.
 fn socket_inode(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?
