@@ -439,3 +439,18 @@ fn too_many_stuck_connections_stop_the_daemon_for_a_restart() {
     assert_eq!(status.code(), Some(1), "{}", d.stderr());
     assert!(d.stderr().contains("server.max_stuck_connections"));
 }
+
+/// A request in progress has no deadline, however long it takes (the watchdog must not
+/// lose track of it, e.g. when its connection was accepted between two of its looks).
+#[test]
+fn a_request_longer_than_the_header_timeout_is_not_cut() {
+    let d = Daemon::start(
+        "[server]\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\ndebug_routes = true\n[heartbeat]\nenabled = false\n",
+    );
+    for _ in 0..3 {
+        let (status, v) = d.post("/api/debug/sleep?ms=2500", "");
+        assert_eq!(status, 200, "{v}");
+    }
+    let c = connections(&d);
+    assert_eq!(c["closed_by_deadline"], 0, "{c}");
+}

@@ -41,6 +41,8 @@ const TICK: Duration = Duration::from_millis(250);
 /// the last look and the `poll` (tiny_http accepted it before the watchdog listened). A
 /// look reads this process's descriptor table: a few microseconds.
 const IDLE_LOOK: Duration = Duration::from_secs(1);
+/// How long what the server said about a peer is kept before its connection is seen.
+const UNSEEN_GRACE: Duration = Duration::from_secs(10);
 /// How long the watchdog keeps ticking after a connection arrived on an idle daemon.
 const ARRIVAL_WATCH: Duration = Duration::from_secs(2);
 /// A connection still open this long after its shutdown has a thread tiny_http will never
@@ -81,7 +83,8 @@ struct Inner {
     conns: HashMap<u64, Conn>,
     /// Inodes of sockets that are not connections to our port.
     foreign: HashSet<u64>,
-    activity: HashMap<SocketAddr, Activity>,
+    /// What the server said last about each peer, and when.
+    activity: HashMap<SocketAddr, (Activity, Instant)>,
     stuck: usize,
     closed: u64,
 }
@@ -134,7 +137,9 @@ impl Connections {
     /// A request from `peer` reached the server.
     pub fn request_started(&self, peer: Option<&SocketAddr>) {
         if let Some(peer) = peer {
-            lock(&self.inner).activity.insert(*peer, Activity::Busy);
+            lock(&self.inner)
+                .activity
+                .insert(*peer, (Activity::Busy, Instant::now()));
         }
     }
 
@@ -142,9 +147,10 @@ impl Connections {
     /// timeout.
     pub fn request_finished(&self, peer: Option<&SocketAddr>) {
         if let Some(peer) = peer {
+            let now = Instant::now();
             lock(&self.inner)
                 .activity
-                .insert(*peer, Activity::IdleSince(Instant::now()));
+                .insert(*peer, (Activity::IdleSince(now), now));
         }
     }
 
@@ -207,20 +213,45 @@ impl Connections {
             };
             seen.entry(inode).or_insert(fd);
         }
+        // Sockets not seen before are probed without the lock (the listener thread takes
+        // it for every request).
+        let new: Vec<(u64, i32)> = {
+            let inner = lock(&self.inner);
+            seen.iter()
+                .filter(|(inode, _)| {
+                    !inner.conns.contains_key(inode) && !inner.foreign.contains(inode)
+                })
+                .map(|(inode, fd)| (*inode, *fd))
+                .collect()
+        };
+        let probed: Vec<(u64, i32, Option<SocketAddr>)> = new
+            .into_iter()
+            .map(|(inode, fd)| (inode, fd, self.server_peer(pidfd, fd)))
+            .collect();
         let mut inner = lock(&self.inner);
-        inner.conns.retain(|inode, _| seen.contains_key(inode));
-        inner.foreign.retain(|inode| seen.contains_key(inode));
-        for (inode, fd) in seen {
-            if inner.foreign.contains(&inode) {
-                continue;
+        let Inner {
+            conns,
+            foreign,
+            activity,
+            ..
+        } = &mut *inner;
+        conns.retain(|inode, conn| {
+            let open = seen.contains_key(inode);
+            if !open {
+                activity.remove(&conn.peer);
             }
-            if let Some(conn) = inner.conns.get_mut(&inode) {
-                conn.fd = fd;
-                continue;
+            open
+        });
+        foreign.retain(|inode| seen.contains_key(inode));
+        for (inode, conn) in conns.iter_mut() {
+            if let Some(fd) = seen.get(inode) {
+                conn.fd = *fd;
             }
-            match self.server_peer(pidfd, fd) {
+        }
+        for (inode, fd, peer) in probed {
+            match peer {
                 Some(peer) => {
-                    inner.conns.insert(
+                    conns.insert(
                         inode,
                         Conn {
                             fd,
@@ -232,12 +263,14 @@ impl Connections {
                     );
                 }
                 None => {
-                    inner.foreign.insert(inode);
+                    foreign.insert(inode);
                 }
             }
         }
-        let live: HashSet<SocketAddr> = inner.conns.values().map(|c| c.peer).collect();
-        inner.activity.retain(|peer, _| live.contains(peer));
+        // What the server said about a peer whose connection this look has not seen yet
+        // (accepted a moment ago) is kept a while; about one long gone, dropped.
+        let live: HashSet<SocketAddr> = conns.values().map(|c| c.peer).collect();
+        activity.retain(|peer, (_, at)| live.contains(peer) || at.elapsed() < UNSEEN_GRACE);
     }
 
     /// The peer of descriptor `fd` when it is a connection accepted on our port.
@@ -287,11 +320,16 @@ impl Connections {
                     }
                     continue;
                 }
-                let deadline = match activity.get(&conn.peer) {
-                    Some(Activity::Busy) => continue,
-                    Some(Activity::IdleSince(t)) => *t + self.limits.idle_timeout,
-                    None => conn.first_seen + self.limits.header_timeout,
+                // A zero limit is no limit.
+                let (since, limit) = match activity.get(&conn.peer) {
+                    Some((Activity::Busy, _)) => continue,
+                    Some((Activity::IdleSince(t), _)) => (*t, self.limits.idle_timeout),
+                    None => (conn.first_seen, self.limits.header_timeout),
                 };
+                if limit.is_zero() {
+                    continue;
+                }
+                let deadline = since + limit;
                 if now >= deadline {
                     due.push((inode, conn.fd, conn.peer, activity.contains_key(&conn.peer)));
                 }
