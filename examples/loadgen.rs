@@ -795,6 +795,7 @@ fn slow_bytes(port: u16, offset: usize, len: usize) -> Vec<u8> {
 struct SlowConn {
     stream: TcpStream,
     sent: usize,
+    opened: Instant,
 }
 
 fn run_slow(args: &Args) {
@@ -805,7 +806,12 @@ fn run_slow(args: &Args) {
     let want: usize = args.num("conns", 300);
     let interval = Duration::from_millis(args.num("interval-ms", 1500));
     let per_tick: usize = args.num("bytes", 4);
+    // Open a new slow connection for each one the server closes (a sustained attack).
+    let reconnect = args.flag("reconnect");
     let started = Instant::now();
+    // How long connections lived before the server closed them, in seconds.
+    let mut lifetimes: Vec<f64> = Vec::new();
+    let mut reopened = 0usize;
 
     let mut open: Vec<SlowConn> = Vec::new();
     let mut connect_errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -813,7 +819,11 @@ fn run_slow(args: &Args) {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                open.push(SlowConn { stream, sent: 0 });
+                open.push(SlowConn {
+                    stream,
+                    sent: 0,
+                    opened: Instant::now(),
+                });
             }
             Err(e) => *connect_errors.entry(e.kind().to_string()).or_default() += 1,
         }
@@ -828,7 +838,10 @@ fn run_slow(args: &Args) {
     let mut buf = [0u8; 512];
     loop {
         let tick = Instant::now();
+        let before = open.len();
+        let mut ended: Vec<f64> = Vec::new();
         open.retain_mut(|c| {
+            let lived = c.opened.elapsed().as_secs_f64();
             // Has the server answered (e.g. 408) or closed? Peek without blocking.
             if c.stream.set_nonblocking(true).is_ok() {
                 let peeked = c.stream.peek(&mut buf);
@@ -836,10 +849,12 @@ fn run_slow(args: &Args) {
                 match peeked {
                     Ok(0) => {
                         closed_by_server += 1;
+                        ended.push(lived);
                         return false;
                     }
                     Ok(n) => {
                         answered_by_server += 1;
+                        ended.push(lived);
                         if answers.len() < SAMPLES_KEPT {
                             answers.push(snippet(&buf[..n]));
                         }
@@ -848,6 +863,7 @@ fn run_slow(args: &Args) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => {
                         closed_by_server += 1;
+                        ended.push(lived);
                         return false;
                     }
                 }
@@ -861,20 +877,45 @@ fn run_slow(args: &Args) {
                 }
                 Err(_) => {
                     closed_by_server += 1;
+                    ended.push(lived);
                     false
                 }
             }
         });
+        lifetimes.extend(&ended);
+        if reconnect {
+            for _ in open.len()..before {
+                if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+                    let _ = stream.set_nodelay(true);
+                    open.push(SlowConn {
+                        stream,
+                        sent: 0,
+                        opened: Instant::now(),
+                    });
+                    reopened += 1;
+                }
+            }
+        }
         // Sleep out the tick, watching for the stop file.
         while tick.elapsed() < interval {
             if stop.exists() {
                 let errs: u64 = connect_errors.values().sum();
+                lifetimes.sort_by(f64::total_cmp);
+                let at = |q: f64| {
+                    lifetimes
+                        .get(((lifetimes.len() as f64 - 1.0) * q).round() as usize)
+                        .copied()
+                        .unwrap_or(0.0)
+                };
                 println!(
                     "SLOW opened={opened} open_at_end={} closed_by_server={closed_by_server} \
                      answered_by_server={answered_by_server} connect_errors={errs} \
-                     bytes_sent={bytes_sent} held_secs={:.1}",
+                     bytes_sent={bytes_sent} held_secs={:.1} reopened={reopened} \
+                     lifetime_p50_s={:.1} lifetime_max_s={:.1}",
                     open.len(),
-                    started.elapsed().as_secs_f64()
+                    started.elapsed().as_secs_f64(),
+                    at(0.5),
+                    at(1.0)
                 );
                 for (kind, n) in &connect_errors {
                     println!("  connect error: {n} x {kind}");

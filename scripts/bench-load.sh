@@ -2,7 +2,8 @@
 # Bounded load test (a few minutes at most; not part of cargo test). With the default
 # daemon config and the fake provider (scripts/fake_openai.py, one tool call per chat):
 #  1. 300 slow connections (slowloris: a request dribbled a few bytes every 1.5 s, never
-#     finished) are opened and held for the whole run;
+#     finished) are opened and kept at 300 for the whole run: each one the daemon closes
+#     (server.header_timeout) is replaced by a new one; their lifetimes are reported;
 #  2. with only those open, a single prober asks /health 1,000 times on one keep-alive
 #     connection and 1,000 times on a new connection each;
 #  3. examples/loadgen.rs sends 20,000 requests over 64 keep-alive connections
@@ -102,7 +103,7 @@ PIDS+=("$!")
 # --- 1. the slow connections --------------------------------------------------------------
 SLOW_STOP=$WORK/slow.stop
 OV0=$(listen_overflows)
-"$LOADGEN" slow --port "$DPORT" --conns "$SLOW" --interval-ms 1500 --bytes 4 --stop-file "$SLOW_STOP" >"$WORK/slow.out" &
+"$LOADGEN" slow --port "$DPORT" --conns "$SLOW" --interval-ms 1500 --bytes 4 --reconnect --stop-file "$SLOW_STOP" >"$WORK/slow.out" &
 SLOW_PID=$!
 PIDS+=("$SLOW_PID")
 for _ in $(seq 1 300); do
@@ -196,7 +197,7 @@ if [ "$STALLS" != 0 ]; then
 fi
 verdict "$(le "$THR_AFTER" $((THR_BEFORE + 2)))" "threads back to baseline: $THR_BEFORE -> $THR_PEAK -> $THR_AFTER (target after <= before + 2)"
 verdict "$(le "$RSS_AFTER" "$(( RSS_BEFORE * 5 / 4 ))")" "RSS back near baseline: $RSS_BEFORE -> $RSS_PEAK -> $RSS_AFTER KiB (target after <= before + 25%)"
-echo "INFO  slow connections still open at the end: $(kv "$SLOW_END" open_at_end) of $(kv "$SLOW_END" opened) ($(kv "$SLOW_END" closed_by_server) closed, $(kv "$SLOW_END" answered_by_server) answered by the daemon)"
+echo "INFO  slow connections: $(kv "$SLOW_END" opened) opened, $(kv "$SLOW_END" reopened) reopened after the daemon closed them; $(kv "$SLOW_END" closed_by_server) closed by the daemon, $(kv "$SLOW_END" answered_by_server) answered; lifetime p50 $(kv "$SLOW_END" lifetime_p50_s) s, max $(kv "$SLOW_END" lifetime_max_s) s (server.header_timeout 10s)"
 echo
 echo "daemon warnings/errors during the run:"
 grep -E "WARN|ERROR" "$WORK/daemon.log" | sed -E 's/^[0-9:. -]+//' | sort | uniq -c | head -10 || echo "  none"

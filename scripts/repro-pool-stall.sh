@@ -21,6 +21,7 @@
 # and reads the daemon's thread count: stranded connections are accepted (accept queue
 # empty) but have no thread reading them.
 # Usage: scripts/repro-pool-stall.sh [rounds]
+#        DAEMON_EXTRA="pool_nudge = false" scripts/repro-pool-stall.sh   (the daemon without the nudger)
 source "$(dirname "$0")/bench-common.sh"
 
 ROUNDS=${1:-10}
@@ -28,7 +29,7 @@ cargo build --release --quiet --example loadgen --example hello_tiny_http
 LOADGEN=$PWD/target/release/examples/loadgen
 
 start_fake tool
-start_daemon ""
+start_daemon "${DAEMON_EXTRA:-}"
 HPORT=$(free_port)
 target/release/examples/hello_tiny_http "$HPORT" &
 PIDS+=("$!")

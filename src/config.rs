@@ -7,6 +7,7 @@
 mod reach;
 mod values;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -73,6 +74,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub notify: NotifyConfig,
     pub telegram: TelegramConfig,
+    pub mcp: McpConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,6 +106,9 @@ pub struct ServerConfig {
     pub idle_timeout: Span,
     /// A client that stops reading a response or a stream for this long is cut.
     pub write_timeout: Span,
+    /// Connections stuck in tiny_http (an `HTTP/2.0` request line) beyond which the daemon
+    /// stops with status 1 for its supervisor to restart it; zero: never.
+    pub max_stuck_connections: usize,
     /// Works around tiny_http's pool stranding a connection from a burst; off only to
     /// measure whether it is still needed.
     pub pool_nudge: bool,
@@ -134,6 +139,7 @@ impl Default for ServerConfig {
             header_timeout: Span::secs(10),
             idle_timeout: Span::secs(60),
             write_timeout: Span::secs(30),
+            max_stuck_connections: 256,
             pool_nudge: true,
             shutdown_grace: Span::secs(10),
             max_websockets: 32,
@@ -361,7 +367,7 @@ pub struct ToolsConfig {
 impl Default for ToolsConfig {
     fn default() -> Self {
         ToolsConfig {
-            require_approval: tool_patterns(&["bash", "write_file", "edit_file"]),
+            require_approval: tool_patterns(&["bash", "write_file", "edit_file", "mcp_*"]),
             approval_fallback: Fallback::Deny,
             approval_timeout: Span::secs(120),
             allowed_paths: Vec::new(),
@@ -404,6 +410,49 @@ impl Default for LoggingConfig {
         }
     }
 }
+
+/// Model Context Protocol servers whose tools join the model's (`docs/mcp.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// Longest a `tools/call` may take; the call is then cancelled and the model told.
+    pub call_timeout: Span,
+    /// Longest a server may take to answer `initialize`, `tools/list` or a `ping`; a server
+    /// slower than this is restarted.
+    pub start_timeout: Span,
+    /// How often an idle server is pinged to find one that stopped answering; "0": never.
+    pub ping_interval: Span,
+    /// By name; each server's tools are offered as `mcp_<name>_<tool>`.
+    pub servers: BTreeMap<String, McpServerConfig>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            call_timeout: Span::secs(60),
+            start_timeout: Span::secs(30),
+            ping_interval: Span::secs(60),
+            servers: BTreeMap::new(),
+        }
+    }
+}
+
+/// One MCP server, run as a child process speaking JSON-RPC on its stdin and stdout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// The program and its arguments; the program is looked up in `PATH`.
+    pub command: Vec<String>,
+    /// Environment added to the few variables a server inherits (`PATH`, `HOME`, ...).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (`~` expanded); empty: the workspace.
+    #[serde(default)]
+    pub cwd: String,
+}
+
+/// Longest MCP server name: room is left in the 64 characters providers allow a tool name.
+pub const MCP_SERVER_NAME_MAX: usize = 32;
 
 /// Parses `HH:MM` into minutes after midnight.
 pub fn parse_hhmm(s: &str) -> Option<u32> {
@@ -605,6 +654,54 @@ impl Config {
                 "provider timeouts must be above zero, or a stalled provider would hang a turn",
             ));
         }
+        self.validate_mcp()
+    }
+
+    fn validate_mcp(&self) -> Result<(), ConfigError> {
+        let m = &self.mcp;
+        for (key, span) in [
+            ("mcp.call_timeout", m.call_timeout),
+            ("mcp.start_timeout", m.start_timeout),
+        ] {
+            if span.get().is_zero() {
+                return Err(invalid(
+                    key,
+                    String::from(span),
+                    "must be above zero, or a server that never answers would hang a turn",
+                ));
+            }
+        }
+        for (name, server) in &m.servers {
+            let key = format!("mcp.servers.{name}");
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if name.is_empty() || name.len() > MCP_SERVER_NAME_MAX || !name.chars().all(ok_char) {
+                return Err(invalid(
+                    &key,
+                    name,
+                    format!(
+                        "a server name is 1-{MCP_SERVER_NAME_MAX} letters, digits, '_' or '-' (it becomes part of the tool names mcp_<server>_<tool>)"
+                    ),
+                ));
+            }
+            if server.command.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(invalid(
+                    &format!("{key}.command"),
+                    format!("{:?}", server.command),
+                    "must name a program, e.g. [\"mcp-server-time\", \"--local-timezone\", \"UTC\"]",
+                ));
+            }
+            if let Some(bad) = server
+                .env
+                .keys()
+                .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+            {
+                return Err(invalid(
+                    &format!("{key}.env"),
+                    bad,
+                    "is not an environment variable name",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -623,6 +720,12 @@ impl Config {
         }
         for url in &mut shown.notify.webhooks {
             *url = redact_url(url);
+        }
+        // MCP servers take their tokens through the environment.
+        for server in shown.mcp.servers.values_mut() {
+            for value in server.env.values_mut() {
+                *value = "<redacted>".into();
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }

@@ -291,6 +291,8 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
         .spawn_scanner(app.config.memory.scan_interval.get());
     let heartbeat = crate::heartbeat::Timer::spawn(app.heartbeat.clone(), app.agent.clone());
     let reach = crate::reach::start(app.clone(), &app.reach, &app.config, &app.paths.state_dir);
+    // In the background: a slow or broken MCP server delays nothing.
+    app.agent.mcp.start();
     let (fatal_tx, fatal_rx) = bounded::<String>(1);
     let server = match socket {
         Some(socket) => {
@@ -336,6 +338,8 @@ pub fn run_foreground(opts: &ForegroundOptions) -> Result<(), DaemonError> {
         }
     }
     reach.stop(grace.saturating_sub(started.elapsed()));
+    // After the requests: a turn finishing in the grace may still call an MCP tool.
+    app.agent.mcp.stop();
     scanner.stop();
     drop(pid_file);
     outcome

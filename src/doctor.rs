@@ -109,11 +109,70 @@ pub fn run(config: Result<&Config, &ConfigError>, paths: &Paths) -> Vec<Check> {
     if running.is_none() {
         out.push(port(config));
     }
+    out.push(connections(config, running.as_ref()));
     out.push(provider(config));
     out.push(heartbeat(config, paths));
     out.push(bash_sandbox(config));
     out.push(telegram(&config.telegram));
+    out.extend(mcp_servers(config, paths));
     out
+}
+
+/// Starts each MCP server once (in parallel, each bounded by `mcp.start_timeout` per
+/// step): handshake and tool list, then stops it.
+fn mcp_servers(config: &Config, paths: &Paths) -> Vec<Check> {
+    let timeout = config.mcp.start_timeout.get();
+    // The daemon creates the workspace at start; before that, a server that works in it
+    // by default works in the temp dir for this check.
+    let workspace = if paths.workspace.is_dir() {
+        paths.workspace.clone()
+    } else {
+        std::env::temp_dir()
+    };
+    let probes: Vec<_> = config
+        .mcp
+        .servers
+        .iter()
+        .map(|(name, server)| {
+            let (name, server, workspace) = (name.clone(), server.clone(), workspace.clone());
+            std::thread::spawn(move || {
+                let probe = crate::mcp::probe(&name, &server, &workspace, timeout);
+                (name, server, probe)
+            })
+        })
+        .collect();
+    probes
+        .into_iter()
+        .filter_map(|t| t.join().ok())
+        .map(|(name, server, probe)| {
+            let what = format!("mcp {name}");
+            match probe {
+                Ok(p) => {
+                    let mut tools = p.tools.join(", ");
+                    if tools.is_empty() {
+                        tools = "no tools".into();
+                    }
+                    Check::ok(
+                        what,
+                        format!(
+                            "{} speaks MCP {}; {} tools: {tools}",
+                            p.server,
+                            p.protocol_version,
+                            p.tools.len()
+                        ),
+                    )
+                }
+                Err(why) => Check::fail(
+                    what,
+                    why,
+                    format!(
+                        "run it by hand ({}) and read what it prints; correct mcp.servers.{name} in the config",
+                        server.command.join(" ")
+                    ),
+                ),
+            }
+        })
+        .collect()
 }
 
 fn config_check(paths: &Paths) -> Check {
@@ -159,6 +218,8 @@ fn holds_secret(value: &toml::Value) -> bool {
         toml::Value::Table(t) => t.iter().any(|(k, v)| {
             ((k == "api_key" || k == "auth_token" || k == "bot_token")
                 && v.as_str().is_some_and(|s| !s.is_empty()))
+                // An MCP server's environment is where its tokens go.
+                || (k == "env" && v.as_table().is_some_and(|t| !t.is_empty()))
                 || holds_secret(v)
         }),
         _ => false,
@@ -295,6 +356,63 @@ fn daemon(config: &Config, paths: &Paths, running: Option<&crate::daemon::Runnin
             ),
         ),
     }
+}
+
+/// Connection deadlines: whether they can be enforced (they need `pidfd_getfd`), and, from
+/// a running daemon, how many connections tiny_http holds stuck for good.
+fn connections(config: &Config, running: Option<&crate::daemon::RunningInfo>) -> Check {
+    const NAME: &str = "connections";
+    let status = running.and_then(|info| info.addr).and_then(|addr| {
+        crate::client::Client::new(&config.server.auth_token, Some(Duration::from_secs(3)))
+            .at(addr)
+            .get("/api/status")
+            .ok()
+    });
+    let Some(status) = status else {
+        // No daemon to ask: can this process duplicate its own descriptors?
+        return match crate::server::conn::deadlines::probe() {
+            Ok(()) => Check::ok(
+                NAME,
+                "connection deadlines can be enforced here (pidfd_getfd works)",
+            ),
+            Err(e) => Check::warn(
+                NAME,
+                format!("connection deadlines cannot be enforced: pidfd_getfd fails ({e})"),
+                "Linux 5.6 or later is needed; under a seccomp filter allow pidfd_getfd (the packaged units do)",
+            ),
+        };
+    };
+    let c = &status["connections"];
+    let stuck = c["stuck"].as_u64().unwrap_or(0);
+    if c["enforced"] == false {
+        return Check::warn(
+            NAME,
+            "the daemon does not enforce connection deadlines (pidfd_getfd refused)",
+            "Linux 5.6 or later is needed; under a seccomp filter allow pidfd_getfd (the packaged units do)",
+        );
+    }
+    if stuck > 0 {
+        return Check::warn(
+            NAME,
+            format!(
+                "{stuck} connections are stuck in tiny_http (HTTP/2.0 request lines), each holding a \
+                 thread, two descriptors and ~16 KiB until the daemon restarts"
+            ),
+            format!(
+                "restart the daemon to free them; it restarts itself past \
+                 server.max_stuck_connections ({}); a reverse proxy in front never forwards such lines",
+                config.server.max_stuck_connections
+            ),
+        );
+    }
+    Check::ok(
+        NAME,
+        format!(
+            "{} open, {} closed by a deadline, none stuck",
+            c["open"].as_u64().unwrap_or(0),
+            c["closed_by_deadline"].as_u64().unwrap_or(0)
+        ),
+    )
 }
 
 /// With no daemon running, whether the configured address can be bound.

@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod durable;
 pub mod heartbeat;
 pub mod logging;
+pub mod mcp;
 pub mod memory;
 pub mod paths;
 pub mod providers;

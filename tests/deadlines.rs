@@ -206,6 +206,11 @@ fn http2_request_lines_are_closed_by_the_deadline_and_counted() {
     );
     assert!(d.wait_log("outlived its shutdown").contains("HTTP/2.0"));
     assert_eq!(d.get("/health").0, 200);
+    let (_, out, err) = d.home.run(&["doctor"]);
+    assert!(
+        out.contains(&format!("{CONNS} connections are stuck in tiny_http")),
+        "{out}{err}"
+    );
 }
 
 #[test]
@@ -412,4 +417,40 @@ fn a_tool_name_that_names_no_tool_is_refused_at_start() {
         assert_eq!(status.code(), Some(78), "{stderr}");
         assert!(stderr.contains(key), "{stderr}");
     }
+}
+
+#[test]
+fn too_many_stuck_connections_stop_the_daemon_for_a_restart() {
+    let mut d = Daemon::start(
+        "[server]\nheader_timeout = \"1s\"\nmax_stuck_connections = 3\n[heartbeat]\nenabled = false\n",
+    );
+    let mut socks: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(d.addr).expect("connect");
+            s.write_all(b"GET / HTTP/2.0\r\nHost: localhost\r\n\r\n")
+                .expect("write");
+            s
+        })
+        .collect();
+    for s in &mut socks {
+        read_until_closed(s);
+    }
+    let status = d.wait_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", d.stderr());
+    assert!(d.stderr().contains("server.max_stuck_connections"));
+}
+
+/// A request in progress has no deadline, however long it takes (the watchdog must not
+/// lose track of it, e.g. when its connection was accepted between two of its looks).
+#[test]
+fn a_request_longer_than_the_header_timeout_is_not_cut() {
+    let d = Daemon::start(
+        "[server]\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\ndebug_routes = true\n[heartbeat]\nenabled = false\n",
+    );
+    for _ in 0..3 {
+        let (status, v) = d.post("/api/debug/sleep?ms=2500", "");
+        assert_eq!(status, 200, "{v}");
+    }
+    let c = connections(&d);
+    assert_eq!(c["closed_by_deadline"], 0, "{c}");
 }

@@ -153,7 +153,10 @@ impl Conformance {
             .find(|(k, _)| k == "content-type")
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
-        if let Some(schema) = response
+        let streamed = content_type.starts_with("text/event-stream");
+        if streamed && response.pointer("/content/text~1event-stream").is_some() {
+            // A stream where the operation documents one (it may document JSON too).
+        } else if let Some(schema) = response
             .pointer("/content/application~1json/schema")
             .cloned()
         {
@@ -236,11 +239,18 @@ fn concrete(template: &str, session: &str) -> String {
 fn body_for(method: &str, path: &str) -> Option<String> {
     (method == "POST").then(|| match path {
         "/api/chat" | "/api/chat/stream" => json!({"message": "hi"}).to_string(),
+        "/v1/chat/completions" => v1_body(false),
         p if p.ends_with("/approve") => {
             json!({"request_id": "nope", "decision": "approve"}).to_string()
         }
         _ => "{}".into(),
     })
+}
+
+/// A `/v1/chat/completions` body.
+fn v1_body(stream: bool) -> String {
+    json!({"model": "localgpt", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+        .to_string()
 }
 
 /// An empty POST over a fresh connection; the raw answer.
@@ -387,6 +397,36 @@ fn every_documented_status_is_answered_as_documented() {
     );
     assert_eq!(got["message_count"], 2, "{got}");
     expect(&mut c, "GET", "/api/heartbeat", "/api/heartbeat", None, 200);
+    expect(&mut c, "GET", "/api/tools", "/api/tools", None, 200);
+    expect(&mut c, "GET", "/v1/models", "/v1/models", None, 200);
+    let v1_models = "/v1/models/{id}";
+    expect(&mut c, "GET", v1_models, "/v1/models/localgpt", None, 200);
+    expect(
+        &mut c,
+        "GET",
+        v1_models,
+        "/v1/models/no-such-model",
+        None,
+        404,
+    );
+    let v1 = "/v1/chat/completions";
+    fake.push(Reply::text("Fine.").usage(3, 1));
+    expect(&mut c, "POST", v1, v1, Some(&v1_body(false)), 200);
+    fake.push(Reply::text("Fine."));
+    let mut sse = Sse::open_at(d.addr, v1, &v1_body(true), &[]);
+    c.check("POST", v1, sse.status, &sse.headers, "");
+    assert_eq!(sse.collect().len(), 4, "role, text, finish, [DONE]");
+    expect(
+        &mut c,
+        "POST",
+        v1,
+        v1,
+        Some("{\"model\":\"localgpt\"}"),
+        400,
+    );
+    let ghost_header = [("X-Session-Id", "no-such-session")];
+    let (status, _) = c.call(&d, "POST", v1, v1, Some(&v1_body(false)), &ghost_header);
+    assert_eq!(status, 404);
     expect(
         &mut c,
         "POST",
@@ -495,6 +535,10 @@ fn every_documented_status_is_answered_as_documented() {
         Some("{\"message\":\"hi\"}"),
         504,
     );
+    fake.push(Reply::fault(Fault::Status(500, "upstream broke".into())));
+    expect(&mut c, "POST", v1, v1, Some(&v1_body(false)), 502);
+    fake.push(Reply::fault(Fault::Hang(Duration::from_secs(5))));
+    expect(&mut c, "POST", v1, v1, Some(&v1_body(false)), 504);
 
     // A session in a turn: a second chat on it, plain or streamed, is a conflict.
     let before = fake.request_count();
@@ -518,6 +562,9 @@ fn every_documented_status_is_answered_as_documented() {
         Some(&chat),
         409,
     );
+    let busy_header = [("X-Session-Id", session.as_str())];
+    let (status, _) = c.call(&d, "POST", v1, v1, Some(&v1_body(false)), &busy_header);
+    assert_eq!(status, 409);
     gate.open();
     assert!(first.join().unwrap() > 2);
 

@@ -70,7 +70,7 @@ fn system_unit_exposure_is_at_most_two() {
 
 #[test]
 fn user_unit_is_hardened_too() {
-    // Read as a system unit, as DESIGN §18 measured it (5.4 before issue 18); "runs as
+    // Read as a system unit (the old user unit scored 5.4 that way); "runs as
     // root" counts against it there, though a user manager runs it as the user.
     let score = security_score(&script("localgpt.service"));
     assert!(

@@ -45,7 +45,7 @@ struct Setup {
 }
 
 impl Setup {
-    /// `agent` holds extra `[agent]` keys.
+    /// `agent` holds extra `[agent]` keys (and may go on with other tables).
     fn new(model: &str, agent: &str) -> Setup {
         let fake = FakeProvider::start();
         let dir = TempDir::new("prompt");
@@ -476,9 +476,11 @@ fn a_silent_memory_flush_runs_once_before_a_summary() {
 }
 
 #[test]
-fn no_flush_when_memory_append_is_not_offered() {
-    let mut s = Setup::new("openai/test-model", "history_chars = 1000");
-    s.agent.chat_policy.offered.retain(|t| t != "memory_append");
+fn no_flush_when_memory_append_needs_an_approval_nobody_can_give() {
+    let s = Setup::new(
+        "openai/test-model",
+        "history_chars = 1000\n\n[tools]\nrequire_approval = [\"bash\", \"memory_append\"]",
+    );
     let id = s.session();
     s.at("2026-02-14T10:00:00+01:00");
     for n in 1..=4 {

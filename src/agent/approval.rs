@@ -42,47 +42,40 @@ impl Decision {
     }
 }
 
-/// The approval rules of one kind of turn.
+/// The approval rules of one kind of turn. Rules are names and patterns, not lists of
+/// tools, so they hold for MCP tools that appear after the daemon started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    /// Tools offered to the model.
-    pub offered: Vec<String>,
-    /// Offered tools that need a decision before they run.
+    /// Tools that need a decision before they run...
     pub require_approval: Vec<ToolPattern>,
+    /// ...unless they match one of these.
+    pub exempt: Vec<ToolPattern>,
     pub fallback: Fallback,
 }
 
 impl Policy {
-    /// Chat turns: every tool offered; those matching `tools.require_approval` need a
-    /// decision.
-    pub fn for_chat(tools: &[&str], require: &[ToolPattern], fallback: Fallback) -> Policy {
+    /// Chat turns: tools matching `tools.require_approval` need a decision.
+    pub fn for_chat(require: &[ToolPattern], fallback: Fallback) -> Policy {
         Policy {
-            offered: tools.iter().map(|s| s.to_string()).collect(),
             require_approval: require.to_vec(),
+            exempt: Vec::new(),
             fallback,
         }
     }
 
     /// Heartbeat turns: nobody is there, so only tools matching `heartbeat.allowed_tools`
     /// run freely and every other tool gets the fallback (deny by default).
-    pub fn for_heartbeat(tools: &[&str], allowed: &[ToolPattern], fallback: Fallback) -> Policy {
+    pub fn for_heartbeat(allowed: &[ToolPattern], fallback: Fallback) -> Policy {
         Policy {
-            offered: tools.iter().map(|s| s.to_string()).collect(),
-            require_approval: tools
-                .iter()
-                .filter(|t| !allowed.iter().any(|a| a.matches(t)))
-                .filter_map(|t| t.parse().ok())
-                .collect(),
+            require_approval: vec![ToolPattern::any()],
+            exempt: allowed.to_vec(),
             fallback,
         }
     }
 
-    pub fn offers(&self, tool: &str) -> bool {
-        self.offered.iter().any(|t| t == tool)
-    }
-
     pub fn needs_approval(&self, tool: &str) -> bool {
         self.require_approval.iter().any(|p| p.matches(tool))
+            && !self.exempt.iter().any(|p| p.matches(tool))
     }
 }
 
@@ -180,23 +173,22 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    const TOOLS: &[&str] = &[
-        "memory_search",
-        "bash",
-        "write_file",
-        "edit_file",
-        "web_fetch",
-    ];
-
     #[test]
     fn defaults() {
         let c = Config::default();
-        let chat = Policy::for_chat(TOOLS, &c.tools.require_approval, c.tools.approval_fallback);
+        let chat = Policy::for_chat(&c.tools.require_approval, c.tools.approval_fallback);
         assert!(chat.needs_approval("bash") && chat.needs_approval("write_file"));
+        assert!(
+            chat.needs_approval("mcp_time_now"),
+            "mcp_* is in the default list"
+        );
         assert!(!chat.needs_approval("memory_search"));
-        let hb =
-            Policy::for_heartbeat(TOOLS, &c.heartbeat.allowed_tools, c.tools.approval_fallback);
+        let hb = Policy::for_heartbeat(&c.heartbeat.allowed_tools, c.tools.approval_fallback);
         assert!(hb.needs_approval("bash") && hb.needs_approval("web_fetch"));
+        assert!(
+            hb.needs_approval("mcp_time_now"),
+            "tools that came later are not allowed"
+        );
         assert!(!hb.needs_approval("edit_file") && !hb.needs_approval("memory_search"));
         assert!(matches!(
             Decision::fallback(Fallback::Deny, "bash", "x"),
@@ -206,12 +198,10 @@ mod tests {
 
     #[test]
     fn patterns_need_approval() {
-        let p = Policy::for_chat(
-            &["mcp_time_now", "bash"],
-            &["mcp_*".parse().unwrap()],
-            Fallback::Deny,
-        );
+        let p = Policy::for_chat(&["mcp_*".parse().unwrap()], Fallback::Deny);
         assert!(p.needs_approval("mcp_time_now") && !p.needs_approval("bash"));
+        let hb = Policy::for_heartbeat(&["mcp_time_*".parse().unwrap()], Fallback::Deny);
+        assert!(!hb.needs_approval("mcp_time_now") && hb.needs_approval("mcp_git_log"));
     }
 
     #[test]

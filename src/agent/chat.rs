@@ -4,9 +4,9 @@
 use super::approval::{Approver, Policy};
 use super::events::{Answer, TurnEvent, TurnSink};
 use super::tools::cap;
-use super::turn::{TurnInput, run_turn};
+use super::turn::{ClientTurn, TurnInput, run_turn};
 use super::{Agent, AgentError};
-use crate::config::{Fallback, ModelRef, ProviderKind};
+use crate::config::{Fallback, ModelRef, ProviderKind, ToolPattern};
 use crate::providers::cancel::CancelCheck;
 use crate::providers::{ChatRequest, Message, Role};
 use crate::sessions::{Claim, SessionStore, StoreError, StoredMessage};
@@ -79,38 +79,46 @@ pub fn run(
     prepared: Prepared<'_>,
     sink: &mut dyn TurnSink,
 ) -> Result<Answer, AgentError> {
+    let input = TurnInput {
+        model: prepared.model.clone(),
+        incoming: vec![Message::user(params.message.clone())],
+        include_memory: params.include_memory,
+        history: Vec::new(),
+        summary: None,
+        policy: agent.chat_policy.clone(),
+        approver: Approver::Nobody(NOBODY),
+        client: ClientTurn::default(),
+    };
+    run_input(agent, sessions, prepared, input, sink)
+}
+
+/// Why a tool needing approval gets the fallback on a route where nobody watches.
+const NOBODY: &str = "nobody can approve it on this route";
+
+/// Runs `input` as the prepared chat. In a session, the session's history (summarised when
+/// it outgrew its budget) replaces `input.history`, every new message is persisted, and a
+/// sink that can approve decides on tools; without one, `input` runs as it is.
+pub fn run_input(
+    agent: &Agent,
+    sessions: &SessionStore,
+    prepared: Prepared<'_>,
+    mut input: TurnInput,
+    sink: &mut dyn TurnSink,
+) -> Result<Answer, AgentError> {
     let Prepared { model, session } = prepared;
     let Some(claim) = session else {
-        let input = TurnInput {
-            model,
-            message: params.message.clone(),
-            include_memory: params.include_memory,
-            history: Vec::new(),
-            summary: None,
-            policy: agent.chat_policy.clone(),
-            approver: Approver::Nobody("nobody can approve it on this route"),
-        };
         return run_turn(agent, input, sink);
     };
     let id = claim.id().to_string();
     let (summary, history) =
-        prepare_history(agent, sessions, &id, &model, params.include_memory, sink)?;
-    let approver = if sink.can_approve() {
-        Approver::Client {
+        prepare_history(agent, sessions, &id, &model, input.include_memory, &*sink)?;
+    if sink.can_approve() {
+        input.approver = Approver::Client {
             session_id: id.clone(),
-        }
-    } else {
-        Approver::Nobody("nobody can approve it on this route")
-    };
-    let input = TurnInput {
-        model,
-        message: params.message.clone(),
-        include_memory: params.include_memory,
-        history,
-        summary,
-        policy: agent.chat_policy.clone(),
-        approver,
-    };
+        };
+    }
+    input.history = history;
+    input.summary = summary;
     let mut persisting = Persisting {
         inner: sink,
         sessions,
@@ -299,12 +307,13 @@ fn flush_memory(
     }
     let input = TurnInput {
         model: model.clone(),
-        message: FLUSH_REQUEST.to_string(),
+        incoming: vec![Message::user(FLUSH_REQUEST)],
         include_memory,
         history: ctx.messages.iter().map(StoredMessage::to_message).collect(),
         summary: (!ctx.summary.is_empty()).then(|| ctx.summary.clone()),
-        policy: flush_policy(&agent.chat_policy),
+        policy: flush_policy(),
         approver: Approver::Nobody("only memory_append runs while a conversation is condensed"),
+        client: ClientTurn::default(),
     };
     match run_turn(agent, input, &mut Silent(sink)) {
         Ok(answer) => {
@@ -326,10 +335,10 @@ fn flush_memory(
 
 /// Why a flush could save nothing, if so.
 fn flush_skipped(agent: &Agent, model: &ModelRef) -> Option<&'static str> {
-    if !agent.chat_policy.offers("memory_append") {
-        Some("memory_append is not offered (tools are off)")
-    } else if model.provider() == ProviderKind::ClaudeCli {
+    if model.provider() == ProviderKind::ClaudeCli {
         Some("the claude-cli provider is offered no tools")
+    } else if agent.chat_policy.needs_approval("memory_append") {
+        Some("memory_append needs approval (tools.require_approval), and nobody can give it")
     } else if !writable(agent.memory.workspace()) {
         Some("the workspace is read-only")
     } else {
@@ -337,17 +346,12 @@ fn flush_skipped(agent: &Agent, model: &ModelRef) -> Option<&'static str> {
     }
 }
 
-/// The chat policy's tools, so the request keeps the prefix the provider cached, with every
-/// tool but `memory_append` denied.
-fn flush_policy(chat: &Policy) -> Policy {
+/// Every tool is offered as in any turn, so the request keeps the prefix the provider
+/// cached, but only `memory_append` runs.
+fn flush_policy() -> Policy {
     Policy {
-        offered: chat.offered.clone(),
-        require_approval: chat
-            .offered
-            .iter()
-            .filter(|t| *t != "memory_append")
-            .filter_map(|t| t.parse().ok())
-            .collect(),
+        require_approval: vec![ToolPattern::any()],
+        exempt: "memory_append".parse().into_iter().collect(),
         fallback: Fallback::Deny,
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::approval::{Pending, Waited};
 use crate::providers::cancel::CancelCheck;
-use crate::providers::{Message, Usage};
+use crate::providers::{Message, ToolCall, Usage};
 
 /// Longest tool output carried by a `tool_end` event (the model gets the whole capped
 /// output; a client watching the stream needs only its start).
@@ -80,6 +80,33 @@ pub struct ToolUse {
     pub arguments: Value,
 }
 
+/// Why a turn's answer ended (OpenAI's `finish_reason`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    /// The model finished (or the turn stopped a model repeating itself).
+    #[default]
+    Stop,
+    /// A token limit cut the answer, or `agent.max_tool_iterations` ended the turn.
+    Length,
+    /// The model called the client's own tools: [`Answer::client_tool_calls`].
+    ToolCalls,
+    /// The provider withheld or refused the answer.
+    ContentFilter,
+}
+
+impl Finish {
+    /// The finish of a model answer without tool calls, from the provider's own stop
+    /// reason (OpenAI's `finish_reason`, Anthropic's `stop_reason`, Ollama's `done_reason`).
+    pub fn of_stop_reason(reason: Option<&str>) -> Finish {
+        match reason {
+            Some("length" | "max_tokens" | "model_context_window_exceeded") => Finish::Length,
+            Some("content_filter" | "refusal") => Finish::ContentFilter,
+            _ => Finish::Stop,
+        }
+    }
+}
+
 /// A finished turn: the body of `POST /api/chat` and of the `done` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
@@ -91,6 +118,13 @@ pub struct Answer {
     /// Set when the turn ran in a session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// Why the answer ended; only the OpenAI-compatible API reports it.
+    #[serde(skip)]
+    pub finish: Finish,
+    /// Calls to the client's own tools (see `ClientTurn::tools`) that ended the turn, for
+    /// the client to run; only the OpenAI-compatible API has them.
+    #[serde(skip)]
+    pub client_tool_calls: Vec<ToolCall>,
 }
 
 /// Where a turn's events go. Every method has a default suited to a caller nobody watches
@@ -133,3 +167,29 @@ pub trait TurnSink {
 pub struct Unattended;
 
 impl TurnSink for Unattended {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_providers_stop_reason_maps_to_a_finish() {
+        for (reason, finish) in [
+            (None, Finish::Stop),
+            (Some("stop"), Finish::Stop),
+            (Some("end_turn"), Finish::Stop),
+            (Some("stop_sequence"), Finish::Stop),
+            (Some("length"), Finish::Length),
+            (Some("max_tokens"), Finish::Length),
+            (Some("content_filter"), Finish::ContentFilter),
+            (Some("refusal"), Finish::ContentFilter),
+            (Some("success"), Finish::Stop),
+        ] {
+            assert_eq!(Finish::of_stop_reason(reason), finish, "{reason:?}");
+        }
+        assert_eq!(
+            serde_json::to_value(Finish::ToolCalls).unwrap(),
+            "tool_calls"
+        );
+    }
+}

@@ -4,17 +4,21 @@
 use std::collections::HashSet;
 
 use super::approval::{Approver, Decision, Policy, Waited};
-use super::events::{Answer, EVENT_OUTPUT_CHARS, ToolUse, TurnEvent, TurnSink};
+use super::events::{Answer, EVENT_OUTPUT_CHARS, Finish, ToolUse, TurnEvent, TurnSink};
 use super::tools::{self, ToolOutput};
 use super::{Agent, AgentError};
 use crate::config::ModelRef;
-use crate::providers::{ChatRequest, Message, ProviderError, ToolCall, Usage, cancel};
+use crate::providers::{
+    ChatRequest, Message, ProviderError, Role, ToolCall, ToolChoice, ToolSpec, Usage, cancel,
+};
 
 /// What a turn is asked to do.
 #[derive(Debug, Clone)]
 pub struct TurnInput {
     pub model: ModelRef,
-    pub message: String,
+    /// What this turn adds to the conversation, in order: the user's message, or (on the
+    /// OpenAI-compatible API) the results of the client's own tool calls.
+    pub incoming: Vec<Message>,
     pub include_memory: bool,
     /// Earlier messages of the session, oldest first.
     pub history: Vec<Message>,
@@ -22,6 +26,42 @@ pub struct TurnInput {
     pub summary: Option<String>,
     pub policy: Policy,
     pub approver: Approver,
+    /// What a client of the OpenAI-compatible API adds (empty for every other surface).
+    pub client: ClientTurn,
+}
+
+/// A client's own part in a turn: its instructions, its tools and its model settings.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTurn {
+    /// The client's system text, put after the daemon's own system prompt.
+    pub system: String,
+    /// Tools the client runs itself, offered beside the daemon's (their names must differ).
+    /// A call to one ends the turn: the answer hands it back in
+    /// [`Answer::client_tool_calls`] with [`Finish::ToolCalls`], and the client continues
+    /// with the results as [`TurnInput::incoming`].
+    pub tools: Vec<ToolSpec>,
+    /// Overrides `agent.max_tokens`.
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub stop: Vec<String>,
+    /// `None` holds for the whole turn; `Required` and `Tool` bind only the first model
+    /// call, so a forced call to a daemon tool cannot loop until the iteration limit.
+    pub tool_choice: ToolChoice,
+}
+
+impl ClientTurn {
+    fn offers(&self, tool: &str) -> bool {
+        self.tools.iter().any(|t| t.name == tool)
+    }
+
+    /// The tool choice for model call number `round` of the turn.
+    fn choice(&self, round: usize) -> ToolChoice {
+        match &self.tool_choice {
+            ToolChoice::None => ToolChoice::None,
+            _ if round > 0 => ToolChoice::Auto,
+            other => other.clone(),
+        }
+    }
 }
 
 /// Runs one turn to its end.
@@ -53,8 +93,9 @@ fn turn(
 ) -> Result<Answer, AgentError> {
     let provider = agent.providers.get(&input.model);
     let settings = &agent.settings;
-    let offered: Vec<&str> = input.policy.offered.iter().map(String::as_str).collect();
-    let specs = tools::specs(&offered);
+    let registry = agent.registry();
+    let mut specs = registry.specs();
+    specs.extend(input.client.tools.iter().cloned());
     let now = crate::clock::local(agent.clock.now(), agent.zone.tz());
     let workspace = agent.memory.workspace();
     // Stable first, volatile last (see `prompt`): the time and the daily logs go with the
@@ -78,22 +119,40 @@ fn turn(
         system.push_str(summary);
         system.push('\n');
     }
+    if !input.client.system.trim().is_empty() {
+        system.push_str("\n## Instructions from the client application\n");
+        system.push_str(input.client.system.trim());
+        system.push('\n');
+    }
 
     let mut messages = std::mem::take(&mut input.history);
-    let user = Message::user(std::mem::take(&mut input.message)).with_context(context);
-    sink.message(&user);
-    messages.push(user);
+    // The context goes with the user's message (a turn that only carries a client's tool
+    // results has none; the time it would tell has not moved much).
+    let mut context = Some(context);
+    let incoming = std::mem::take(&mut input.incoming);
+    let last_user = incoming.iter().rposition(|m| m.role == Role::User);
+    for (i, mut m) in incoming.into_iter().enumerate() {
+        if Some(i) == last_user
+            && let Some(context) = context.take()
+        {
+            m = m.with_context(context);
+        }
+        sink.message(&m);
+        messages.push(m);
+    }
     let mut usage = Usage::default();
     let mut tools_used = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut last_text = String::new();
     let model = input.model.to_string();
-    let answer = |response: String, usage: Usage, tools_used: Vec<ToolUse>| Answer {
+    let answer = |response: String, usage: Usage, tools_used: Vec<ToolUse>, finish| Answer {
         response,
         model: model.clone(),
         tokens: usage.into(),
         tools_used,
         session_id: None,
+        finish,
+        client_tool_calls: Vec::new(),
     };
 
     for round in 0..settings.max_tool_iterations {
@@ -106,7 +165,10 @@ fn turn(
             stable_system,
             messages: messages.clone(),
             tools: specs.clone(),
-            max_tokens: settings.max_tokens,
+            max_tokens: input.client.max_tokens.unwrap_or(settings.max_tokens),
+            temperature: input.client.temperature,
+            stop: input.client.stop.clone(),
+            tool_choice: input.client.choice(round),
         };
         let check = sink.cancel_check();
         let completion = cancel::watched(check, || {
@@ -128,11 +190,16 @@ fn turn(
         sink.message(&reply);
         messages.push(reply);
         if completion.tool_calls.is_empty() {
-            return Ok(answer(last_text, usage, tools_used));
+            let finish = Finish::of_stop_reason(completion.stop_reason.as_deref());
+            return Ok(answer(last_text, usage, tools_used, finish));
         }
+        let (client_calls, own_calls): (Vec<ToolCall>, Vec<ToolCall>) = completion
+            .tool_calls
+            .into_iter()
+            .partition(|c| input.client.offers(&c.name));
 
         let mut all_repeats = true;
-        for call in &completion.tool_calls {
+        for call in &own_calls {
             if sink.cancelled() {
                 return Err(ProviderError::Cancelled.into());
             }
@@ -152,15 +219,15 @@ fn turn(
                 ToolOutput::error(
                     "this exact call was already made in this turn; its result is above. Use it instead of calling again.",
                 )
-            } else if !input.policy.offers(&call.name) {
+            } else if !specs.iter().any(|s| s.name == call.name) {
                 ToolOutput::error(format!("tool {} is not available here", call.name))
             } else if input.policy.needs_approval(&call.name) {
                 match decide(agent, &input, call, sink) {
-                    Decision::Approve => tools::run(&agent.tools, call),
+                    Decision::Approve => registry.run(call, &|| sink.cancelled()),
                     Decision::Deny(why) => ToolOutput::error(why),
                 }
             } else {
-                tools::run(&agent.tools, call)
+                registry.run(call, &|| sink.cancelled())
             };
             sink.emit(TurnEvent::ToolEnd {
                 id: call.id.clone(),
@@ -172,13 +239,20 @@ fn turn(
             sink.message(&result);
             messages.push(result);
         }
+        // The daemon's own calls of this answer have run; the client runs the rest, and
+        // its results continue the conversation in its next request.
+        if !client_calls.is_empty() {
+            let mut done = answer(last_text, usage, tools_used, Finish::ToolCalls);
+            done.client_tool_calls = client_calls;
+            return Ok(done);
+        }
         if all_repeats {
             log::info!("turn stopped in round {round}: the model repeated identical tool calls");
             let response = join_note(
                 &last_text,
                 "[stopped: the model kept repeating the same tool call]",
             );
-            return Ok(answer(response, usage, tools_used));
+            return Ok(answer(response, usage, tools_used, Finish::Stop));
         }
     }
     let response = join_note(
@@ -188,7 +262,7 @@ fn turn(
             settings.max_tool_iterations
         ),
     );
-    Ok(answer(response, usage, tools_used))
+    Ok(answer(response, usage, tools_used, Finish::Length))
 }
 
 /// Asks whoever can decide on `call`: the client through the approval registry (bounded by

@@ -163,3 +163,43 @@ fn redaction_hides_the_bot_token_and_webhook_paths() {
     assert!(shown.contains("http://ha.local:8123/<redacted>"), "{shown}");
     assert!(shown.contains("\"http://example.com/\""), "{shown}");
 }
+
+#[test]
+fn mcp_servers() {
+    let c = parse(
+        "[mcp]\ncall_timeout = \"5s\"\n[mcp.servers.time]\ncommand = [\"mcp-server-time\", \"--local-timezone\", \"UTC\"]\nenv = { TOKEN = \"s3cret\" }\n",
+    )
+    .unwrap();
+    let time = &c.mcp.servers["time"];
+    assert_eq!(time.command[0], "mcp-server-time");
+    assert_eq!(time.cwd, "");
+    assert_eq!(c.mcp.call_timeout, Span::secs(5));
+    let shown = c.redacted_toml();
+    assert!(
+        !shown.contains("s3cret") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    for (bad, key) in [
+        (
+            "[mcp.servers.\"a b\"]\ncommand = [\"x\"]\n",
+            "mcp.servers.a b",
+        ),
+        ("[mcp.servers.x]\ncommand = []\n", "mcp.servers.x.command"),
+        (
+            "[mcp.servers.x]\ncommand = [\" \"]\n",
+            "mcp.servers.x.command",
+        ),
+        (
+            "[mcp.servers.x]\ncommand = [\"y\"]\nenv = { \"A=B\" = \"1\" }\n",
+            "mcp.servers.x.env",
+        ),
+        ("[mcp]\ncall_timeout = \"0\"\n", "mcp.call_timeout"),
+    ] {
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(e.contains(key), "{key} in {e}");
+    }
+    let e = parse("[mcp.servers.x]\nargs = [\"y\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("args") || e.contains("command"), "{e}");
+}

@@ -254,6 +254,11 @@ impl Serialize for Zone {
 pub struct ToolPattern(String);
 
 impl ToolPattern {
+    /// `*`: every tool.
+    pub fn any() -> ToolPattern {
+        ToolPattern("*".into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -11,10 +11,10 @@ use super::Heartbeat;
 use super::state::{Run, RunStatus, Trigger};
 use crate::agent::approval::Approver;
 use crate::agent::events::TurnSink;
-use crate::agent::turn::{TurnInput, run_turn};
+use crate::agent::turn::{ClientTurn, TurnInput, run_turn};
 use crate::agent::{Agent, AgentError};
 use crate::memory::workspace::{HEARTBEAT_MD, is_effectively_empty};
-use crate::providers::ProviderError;
+use crate::providers::{Message, ProviderError};
 
 /// The reply that means "nothing needs the user's attention".
 pub const OK_TOKEN: &str = "HEARTBEAT_OK";
@@ -221,12 +221,16 @@ pub(super) fn cycle(
     let local = crate::clock::local(time, zone.tz());
     let input = TurnInput {
         model: model.clone(),
-        message: instruction(&tasks, &local.strftime("%Y-%m-%d %H:%M %A").to_string()),
+        incoming: vec![Message::user(instruction(
+            &tasks,
+            &local.strftime("%Y-%m-%d %H:%M %A").to_string(),
+        ))],
         include_memory: true,
         history: Vec::new(),
         summary: None,
         policy: agent.unattended_policy.clone(),
         approver: Approver::Nobody("nobody is there to approve it during a heartbeat"),
+        client: ClientTurn::default(),
     };
     let timeout = hb.config().timeout.get();
     // A zero timeout means no limit of our own; the provider's read timeout still applies.

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use super::http::{Http, clip, error_message, join_url, shown_url};
 use super::stream::SseReader;
 use super::{
-    ChatRequest, Completion, DeltaSink, Message, Provider, ProviderError, Role, ToolCall, emit,
-    new_call_id, parse_arguments,
+    ChatRequest, Completion, DeltaSink, Message, Provider, ProviderError, Role, ToolCall,
+    ToolChoice, emit, new_call_id, parse_arguments,
 };
 use crate::config::ProvidersConfig;
 
@@ -120,7 +120,22 @@ fn request_body(req: &ChatRequest) -> Value {
     if !req.system.is_empty() {
         body["system"] = system_blocks(&req.system, req.stable_system);
     }
+    if let Some(t) = req.temperature {
+        body["temperature"] = json!(t);
+    }
+    if !req.stop.is_empty() {
+        body["stop_sequences"] = json!(req.stop);
+    }
     if !req.tools.is_empty() {
+        let choice = match &req.tool_choice {
+            ToolChoice::Auto => Value::Null,
+            ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::Tool(name) => json!({"type": "tool", "name": name}),
+        };
+        if !choice.is_null() {
+            body["tool_choice"] = choice;
+        }
         body["tools"] = req
             .tools
             .iter()
@@ -455,6 +470,9 @@ mod tests {
                 parameters: json!({"type": "object"}),
             }],
             max_tokens: 0,
+            temperature: Some(0.5),
+            stop: vec!["END".into()],
+            tool_choice: ToolChoice::Required,
             ..Default::default()
         };
         let body = request_body(&req);
@@ -462,6 +480,9 @@ mod tests {
             body["system"],
             json!([{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}])
         );
+        assert_eq!(body["temperature"], 0.5);
+        assert_eq!(body["stop_sequences"], json!(["END"]));
+        assert_eq!(body["tool_choice"], json!({"type": "any"}));
         assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
         let turns = body["messages"].as_array().unwrap();

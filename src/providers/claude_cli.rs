@@ -8,7 +8,8 @@
 //!
 //! Tools are not offered to this provider: the CLI runs its own tools under its own
 //! permission rules, so [`ChatRequest::tools`] is ignored and the answer never holds tool
-//! calls.
+//! calls. The CLI takes no sampling settings either: `temperature`, `stop` and
+//! `tool_choice` are ignored.
 //!
 //! The configured read timeout bounds every silence of the child (a child that prints
 //! nothing for that long is killed), and a cancelled call kills it. The child runs in its

@@ -162,6 +162,22 @@ pub struct ToolSpec {
     pub parameters: Value,
 }
 
+/// Which tool the model must call, as a client of the OpenAI-compatible API may ask.
+/// Providers without such a setting ignore it (Ollama honours only `None`, by offering
+/// no tools; the Claude CLI offers none anyway).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides.
+    #[default]
+    Auto,
+    /// No tool call.
+    None,
+    /// Some tool call.
+    Required,
+    /// A call to this tool.
+    Tool(String),
+}
+
 /// One model call.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -175,6 +191,12 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
     pub max_tokens: u32,
+    /// Sampling temperature; `None` leaves the provider's default.
+    pub temperature: Option<f64>,
+    /// Sequences that end the answer where they would appear.
+    pub stop: Vec<String>,
+    /// Only meaningful with `tools`.
+    pub tool_choice: ToolChoice,
 }
 
 /// Token counts as the provider reported them (0 when it did not).

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::http::{Http, clip, join_url, shown_url};
 use super::stream::LineReader;
 use super::{
-    ChatRequest, Completion, DeltaSink, Message, Provider, ProviderError, Role, ToolCall, emit,
-    new_call_id, parse_arguments,
+    ChatRequest, Completion, DeltaSink, Message, Provider, ProviderError, Role, ToolCall,
+    ToolChoice, emit, new_call_id, parse_arguments,
 };
 use crate::config::ProvidersConfig;
 
@@ -97,10 +97,21 @@ fn request_body(req: &ChatRequest) -> Value {
         "messages": messages,
         "stream": true,
     });
+    let mut options = serde_json::Map::new();
     if req.max_tokens > 0 {
-        body["options"] = json!({"num_predict": req.max_tokens});
+        options.insert("num_predict".into(), json!(req.max_tokens));
     }
-    if !req.tools.is_empty() {
+    if let Some(t) = req.temperature {
+        options.insert("temperature".into(), json!(t));
+    }
+    if !req.stop.is_empty() {
+        options.insert("stop".into(), json!(req.stop));
+    }
+    if !options.is_empty() {
+        body["options"] = Value::Object(options);
+    }
+    // Ollama has no tool choice; "none" is kept by offering no tools, the others cannot be.
+    if !req.tools.is_empty() && req.tool_choice != ToolChoice::None {
         body["tools"] = super::function_tools(&req.tools);
     }
     body
@@ -210,6 +221,32 @@ mod tests {
         assert_ne!(calls[0].id, calls[1].id);
         assert_eq!(calls[0].arguments, json!({"query": "cats"}));
         assert_eq!(calls[1].arguments, json!({"_raw": "{\"cmd\":"}));
+    }
+
+    #[test]
+    fn client_options_go_into_options() {
+        let mut req = ChatRequest {
+            model: "llama3.2".into(),
+            messages: vec![Message::user("hi")],
+            tools: vec![crate::providers::ToolSpec {
+                name: "memory_search".into(),
+                description: String::new(),
+                parameters: json!({"type": "object"}),
+            }],
+            max_tokens: 50,
+            temperature: Some(0.0),
+            stop: vec!["\n\n".into()],
+            tool_choice: ToolChoice::Auto,
+            ..Default::default()
+        };
+        let body = request_body(&req);
+        assert_eq!(
+            body["options"],
+            json!({"num_predict": 50, "temperature": 0.0, "stop": ["\n\n"]})
+        );
+        assert!(body["tools"].is_array());
+        req.tool_choice = ToolChoice::None;
+        assert!(request_body(&req).get("tools").is_none());
     }
 
     #[test]

@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use super::http::{Http, clip, error_message, join_url, shown_url};
 use super::stream::SseReader;
 use super::{
-    ChatRequest, Completion, DeltaSink, Message, Provider, ProviderError, Role, ToolCall, emit,
-    new_call_id, parse_arguments,
+    ChatRequest, Completion, DeltaSink, Message, Provider, ProviderError, Role, ToolCall,
+    ToolChoice, emit, new_call_id, parse_arguments,
 };
 use crate::config::ProvidersConfig;
 
@@ -122,8 +122,23 @@ fn request_body(req: &ChatRequest, max_completion_tokens: bool) -> Value {
         };
         body[key] = json!(req.max_tokens);
     }
+    if let Some(t) = req.temperature {
+        body["temperature"] = json!(t);
+    }
+    if !req.stop.is_empty() {
+        body["stop"] = json!(req.stop);
+    }
     if !req.tools.is_empty() {
         body["tools"] = super::function_tools(&req.tools);
+        let choice = match &req.tool_choice {
+            ToolChoice::Auto => Value::Null,
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+        };
+        if !choice.is_null() {
+            body["tool_choice"] = choice;
+        }
     }
     body
 }
@@ -432,6 +447,37 @@ mod tests {
             message_json(&m),
             json!({"role": "user", "content": "hello\n\n<context>\nLocal time: 10:00\n</context>"})
         );
+    }
+
+    #[test]
+    fn client_options_are_sent_in_the_api_shape() {
+        let mut req = ChatRequest {
+            model: "m".into(),
+            messages: vec![Message::user("hi")],
+            temperature: Some(0.25),
+            stop: vec!["END".into()],
+            tool_choice: ToolChoice::Tool("get_weather".into()),
+            ..Default::default()
+        };
+        // Without tools a tool choice would be refused by the API: it is left out.
+        let body = request_body(&req, false);
+        assert_eq!(body["temperature"], 0.25);
+        assert_eq!(body["stop"], json!(["END"]));
+        assert!(body.get("tool_choice").is_none() && body.get("max_tokens").is_none());
+        req.tools = vec![ToolSpec {
+            name: "get_weather".into(),
+            description: String::new(),
+            parameters: json!({"type": "object"}),
+        }];
+        let body = request_body(&req, false);
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "function", "function": {"name": "get_weather"}})
+        );
+        req.tool_choice = ToolChoice::Required;
+        assert_eq!(request_body(&req, false)["tool_choice"], "required");
+        req.tool_choice = ToolChoice::Auto;
+        assert!(request_body(&req, false).get("tool_choice").is_none());
     }
 
     #[test]

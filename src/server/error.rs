@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::http::ApiResponse;
 use crate::agent::AgentError;
 use crate::agent::events::TurnEvent;
 use crate::heartbeat::Busy;
@@ -20,6 +21,8 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// Methods for an `Allow` header (405).
     pub allow: Option<String>,
+    /// The request field at fault, when one is (OpenAI's `param`).
+    pub param: Option<String>,
 }
 
 impl ApiError {
@@ -30,7 +33,14 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             allow: None,
+            param: None,
         }
+    }
+
+    /// Names the request field at fault.
+    pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
+        self.param = Some(param.into());
+        self
     }
 
     pub fn invalid_request(message: impl Into<String>) -> ApiError {
@@ -119,6 +129,38 @@ impl ApiError {
         serde_json::json!({"error": {"code": self.code, "message": self.message}})
     }
 
+    /// The same failure in OpenAI's shape, for `/v1/*`:
+    /// `{"error":{"message","type","param","code"}}`, where `type` is the error class an
+    /// OpenAI client knows and `code` is ours.
+    pub fn openai_body(&self) -> serde_json::Value {
+        let kind = match self.status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            s if s >= 500 => "server_error",
+            _ => "invalid_request_error",
+        };
+        serde_json::json!({"error": {
+            "message": self.message,
+            "type": kind,
+            "param": self.param,
+            "code": self.code,
+        }})
+    }
+
+    /// The response for a request to `path`: OpenAI's shape under `/v1`, the envelope
+    /// everywhere else. Every answer that can reach a `/v1` client goes through here.
+    pub fn response_for(self, path: &str) -> ApiResponse {
+        let openai = is_openai_path(path).then(|| self.openai_body());
+        let mut resp = ApiResponse::from(self);
+        if let Some(body) = openai {
+            resp.body = body.to_string().into_bytes();
+        }
+        resp
+    }
+
     /// The same failure as a stream's last event.
     pub fn event(&self) -> TurnEvent {
         TurnEvent::Error {
@@ -126,6 +168,11 @@ impl ApiError {
             message: self.message.clone(),
         }
     }
+}
+
+/// Whether `path` (a request target; a query is ignored) is on the OpenAI-compatible API.
+pub fn is_openai_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/") || path.starts_with("/v1?")
 }
 
 impl From<StoreError> for ApiError {
@@ -163,3 +210,62 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_paths_get_openai_errors_with_the_same_status_and_headers() {
+        let e = ApiError::overloaded("all chat slots busy");
+        let resp = e.clone().response_for("/v1/chat/completions");
+        assert_eq!(resp.status, 503);
+        assert!(
+            resp.headers
+                .iter()
+                .any(|(k, v)| *k == "Retry-After" && v == "1")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(body["error"]["type"], "overloaded_error");
+        assert_eq!(body["error"]["code"], "overloaded");
+        assert_eq!(body["error"]["param"], serde_json::Value::Null);
+        assert_eq!(body["error"]["message"], e.message.as_str());
+
+        let resp = e.response_for("/api/chat");
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "overloaded",
+            "message": "the server is busy (all chat slots busy); retry shortly"}})
+        );
+
+        let bad = ApiError::invalid_request("no").with_param("messages");
+        let body = bad.openai_body();
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], "messages");
+        assert_eq!(
+            ApiError::unauthorized().openai_body()["error"]["type"],
+            "authentication_error"
+        );
+        assert_eq!(
+            ApiError::provider("x").openai_body()["error"]["type"],
+            "server_error"
+        );
+    }
+
+    #[test]
+    fn only_v1_paths_are_openai_paths() {
+        for p in [
+            "/v1",
+            "/v1/models",
+            "/v1/chat/completions",
+            "/v1/nope",
+            "/v1?x=1",
+        ] {
+            assert!(is_openai_path(p), "{p}");
+        }
+        for p in ["/v10", "/api/chat", "/health", "/v1x/models", ""] {
+            assert!(!is_openai_path(p), "{p}");
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod lanes;
 pub mod render;
 pub mod router;
 pub mod screen;
+pub mod v1;
 pub mod ws;
 
 use std::net::{SocketAddr, TcpListener};
@@ -89,8 +90,10 @@ pub fn start(
         Limits {
             header_timeout: cfg.header_timeout.get(),
             idle_timeout: cfg.idle_timeout.get(),
+            max_stuck: cfg.max_stuck_connections,
         },
         addr.port(),
+        fatal.clone(),
     ));
     let watchdog = Watchdog::start(conns.clone(), watched)?;
 
@@ -226,7 +229,8 @@ fn listen(
             let status = if too_big_to_drop(&job.request) {
                 refuse_undroppable(job.request, app.config.server.max_body_bytes)
             } else {
-                reply(job.request, ApiError::overloaded(what).into())
+                let resp = ApiError::overloaded(what).response_for(job.request.url());
+                reply(job.request, resp)
             };
             srv.conns.request_finished(peer.as_ref());
             log_access(app, "-", what, status, received);
@@ -291,11 +295,11 @@ fn serve(srv: &Arc<Server>, job: Job) {
     // Set when the events feed took the connection over (busy for its whole life).
     let mut fed = false;
     let status = match screen(cfg, &headers, &target, route) {
-        Err(e) => reply_cors(request, e.into(), cors.as_deref()),
+        Err(e) => reply_cors(request, e.response_for(&path), cors.as_deref()),
         Ok(Route::Preflight) => reply_cors(request, preflight(), cors.as_deref()),
         Ok(Route::WebSocket) => ws::upgrade(srv, request, &headers),
         Ok(route) => match read_body(&mut request, &headers, cfg.max_body_bytes) {
-            Err(e) => reply(request, e.into()),
+            Err(e) => reply(request, e.response_for(&path)),
             Ok(body) if route == Route::ChatStream => {
                 let api = ApiRequest::new(&method, &target, headers, body);
                 handlers::chat::stream(app, request, &api, cors.as_deref())
@@ -305,6 +309,10 @@ fn serve(srv: &Arc<Server>, job: Job) {
                 let (status, taken) = handlers::events::open(srv, request, &api, cors.as_deref());
                 fed = taken;
                 status
+            }
+            Ok(body) if route == Route::V1ChatCompletions => {
+                let api = ApiRequest::new(&method, &target, headers, body);
+                v1::chat_completions(app, request, &api, cors.as_deref())
             }
             Ok(body) => {
                 let api = ApiRequest::new(&method, &target, headers, body);
@@ -320,7 +328,7 @@ fn serve(srv: &Arc<Server>, job: Job) {
                         if e.status >= 500 {
                             error!("{method} {}: {e}", loggable(&path, 512));
                         }
-                        ApiResponse::from(e)
+                        e.response_for(&path)
                     });
                 reply_cors(request, resp, cors.as_deref())
             }

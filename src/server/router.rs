@@ -22,7 +22,15 @@ pub enum Route {
     HeartbeatRun,
     /// The events feed (SSE; the connection goes to the feed thread).
     Events,
+    /// Every tool, built-in and MCP.
+    Tools,
     WebSocket,
+    /// `GET /v1/models` (OpenAI-compatible).
+    V1Models,
+    /// `GET /v1/models/{id}`; the id may contain `/` (`openai/gpt-4o`).
+    V1Model(String),
+    /// `POST /v1/chat/completions`, plain or streamed.
+    V1ChatCompletions,
     /// A CORS preflight for any known path.
     Preflight,
     DebugSleep,
@@ -43,7 +51,11 @@ pub enum Lane {
 impl Route {
     pub fn lane(&self) -> Lane {
         match self {
-            Route::Chat | Route::ChatStream | Route::HeartbeatRun | Route::DebugSleep => Lane::Chat,
+            Route::Chat
+            | Route::ChatStream
+            | Route::V1ChatCompletions
+            | Route::HeartbeatRun
+            | Route::DebugSleep => Lane::Chat,
             // Reindex is disk-bound, not model-bound, but a full rebuild of a large workspace
             // takes seconds: keep it out of the fast lane.
             Route::MemoryReindex => Lane::Chat,
@@ -76,7 +88,11 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/heartbeat"),
     ("POST", "/api/heartbeat/run"),
     ("GET", "/api/events"),
+    ("GET", "/api/tools"),
     ("GET", "/api/ws"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{id}"),
+    ("POST", "/v1/chat/completions"),
 ];
 
 /// Finds the route for `method` and `path` (no query string).
@@ -122,7 +138,15 @@ pub fn route(method: &str, path: &str, debug_routes: bool) -> Result<Route, ApiE
             Some((&["POST"], (m == "POST").then_some(Route::HeartbeatRun)))
         }
         ["api", "events"] => Some((&["GET"], (m == "GET").then_some(Route::Events))),
+        ["api", "tools"] => Some((&["GET"], (m == "GET").then_some(Route::Tools))),
         ["api", "ws"] => Some((&["GET"], (m == "GET").then_some(Route::WebSocket))),
+        ["v1", "models"] => Some((&["GET"], (m == "GET").then_some(Route::V1Models))),
+        ["v1", "models", id @ ..] if id.iter().all(|s| !s.is_empty()) => {
+            Some((&["GET"], (m == "GET").then(|| Route::V1Model(id.join("/")))))
+        }
+        ["v1", "chat", "completions"] => {
+            Some((&["POST"], (m == "POST").then_some(Route::V1ChatCompletions)))
+        }
         ["api", "debug", "sleep"] if debug_routes => {
             Some((&["POST"], (m == "POST").then_some(Route::DebugSleep)))
         }
@@ -162,6 +186,25 @@ mod tests {
             Ok(Route::SessionApprove("abc".into()))
         );
         assert_eq!(route("OPTIONS", "/api/chat", false), Ok(Route::Preflight));
+        assert_eq!(
+            route("GET", "/v1/models/openai/gpt-4o", false),
+            Ok(Route::V1Model("openai/gpt-4o".into()))
+        );
+        assert_eq!(route("GET", "/v1/models/", false), Ok(Route::V1Models));
+        assert_eq!(
+            route("GET", "/v1/models//x", false).unwrap_err().status,
+            404
+        );
+        assert_eq!(
+            route("POST", "/v1/chat/completions", false),
+            Ok(Route::V1ChatCompletions)
+        );
+        assert_eq!(
+            route("GET", "/v1/chat/completions", false)
+                .unwrap_err()
+                .status,
+            405
+        );
     }
 
     #[test]
@@ -214,5 +257,7 @@ mod tests {
         assert_eq!(Route::Events.lane(), Lane::Fast);
         assert_eq!(Route::Chat.lane(), Lane::Chat);
         assert_eq!(Route::ChatStream.lane(), Lane::Chat);
+        assert_eq!(Route::V1ChatCompletions.lane(), Lane::Chat);
+        assert_eq!(Route::V1Models.lane(), Lane::Fast);
     }
 }

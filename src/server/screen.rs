@@ -59,9 +59,9 @@ pub fn screen(
     Ok(route)
 }
 
-/// Caps the header lines (DESIGN §10). tiny_http has read them all into memory by now (it
-/// has no limit of its own), so this bounds what the rest of the server copies, logs and
-/// answers, not tiny_http's read.
+/// Caps the header lines (`server.max_headers`, `server.max_header_bytes`). tiny_http has
+/// read them all into memory by now (it has no limit of its own), so this bounds what the
+/// rest of the server copies, logs and answers, not tiny_http's read.
 fn check_header_size(headers: &[(String, String)], cfg: &ServerConfig) -> Result<(), ApiError> {
     let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
     if headers.len() > cfg.max_headers || bytes > cfg.max_header_bytes {

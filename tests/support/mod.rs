@@ -291,6 +291,14 @@ impl Daemon {
         status
     }
 
+    /// Waits for the daemon to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = wait_timeout(child, limit).expect("the daemon did not exit");
+        self.child = None;
+        status
+    }
+
     /// Sends SIGKILL (a crash) and waits.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

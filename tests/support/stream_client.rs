@@ -47,6 +47,21 @@ impl Sse {
         )
     }
 
+    /// A streamed POST to `path` with extra request headers.
+    pub fn open_at(addr: SocketAddr, path: &str, body: &str, headers: &[(&str, &str)]) -> Sse {
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        Sse::request(
+            addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    }
+
     /// A `GET` stream (`/api/events`) with extra request headers.
     pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
         let mut head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");

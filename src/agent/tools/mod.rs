@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::clock::Clock;
 use crate::config::{ToolsConfig, Zone};
+use crate::mcp;
 use crate::memory::Memory;
 use crate::providers::{ToolCall, ToolSpec};
 
@@ -89,6 +90,80 @@ pub const ALL: &[&str] = &[
     "bash",
     "web_fetch",
 ];
+
+/// Where a tool comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Builtin,
+    /// A tool of this MCP server.
+    Mcp(String),
+}
+
+impl std::fmt::Display for Source {
+    /// `builtin` or `mcp:<server>`, as `GET /api/tools` shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Builtin => f.write_str("builtin"),
+            Source::Mcp(server) => write!(f, "mcp:{server}"),
+        }
+    }
+}
+
+/// One tool the model can be offered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub spec: ToolSpec,
+    pub source: Source,
+}
+
+/// Every tool there is now: the built-ins in their fixed order, then the MCP servers'
+/// tools sorted by name. Built for each turn (MCP tools come and go with their servers);
+/// the order stays put, so the prompt's tool block only changes when the tools do.
+pub struct Registry<'a> {
+    builtin: &'a ToolContext,
+    mcp: &'a mcp::Servers,
+}
+
+impl<'a> Registry<'a> {
+    pub fn new(builtin: &'a ToolContext, mcp: &'a mcp::Servers) -> Registry<'a> {
+        Registry { builtin, mcp }
+    }
+
+    /// Every tool with its schema and source, in offering order.
+    pub fn entries(&self) -> Vec<Entry> {
+        let builtin = specs(ALL).into_iter().map(|spec| Entry {
+            spec,
+            source: Source::Builtin,
+        });
+        let mcp = self.mcp.tools().into_iter().map(|t| Entry {
+            spec: ToolSpec {
+                name: t.name,
+                description: t.description,
+                parameters: t.input_schema,
+            },
+            source: Source::Mcp(t.server),
+        });
+        builtin.chain(mcp).collect()
+    }
+
+    /// The schemas offered to the model, in offering order.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.entries().into_iter().map(|e| e.spec).collect()
+    }
+
+    /// Runs one call, built-in or MCP; the output is capped at `tools.output_max_bytes`.
+    /// An MCP call gives up soon after `cancelled()` turns true (the turn was cancelled).
+    pub fn run(&self, call: &ToolCall, cancelled: &dyn Fn() -> bool) -> ToolOutput {
+        if ALL.contains(&call.name.as_str()) || !call.name.starts_with("mcp_") {
+            return run(self.builtin, call);
+        }
+        let out = self.mcp.call(&call.name, &call.arguments, cancelled);
+        ToolOutput {
+            text: cap(out.text, self.builtin.config.output_max_bytes),
+            is_error: out.is_error,
+        }
+    }
+}
 
 /// The schemas of the tools in `names` (unknown names are skipped).
 pub fn specs(names: &[&str]) -> Vec<ToolSpec> {

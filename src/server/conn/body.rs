@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::server::error::ApiError;
-use crate::server::http::{ApiResponse, header, header_values};
+use crate::server::http::{header, header_values};
 
 /// Refuses a request whose body length is ambiguous. tiny_http takes `Transfer-Encoding`
 /// over `Content-Length`, decodes any transfer coding as chunked, believes the first of
@@ -65,7 +65,7 @@ pub fn refuse_undroppable(request: tiny_http::Request, max: usize) -> u16 {
         "refused a request declaring a {}-byte body; its connection is abandoned ({n} so far)",
         request.body_length().unwrap_or(0)
     );
-    let resp = ApiResponse::from(ApiError::payload_too_large(max));
+    let resp = ApiError::payload_too_large(max).response_for(request.url());
     let body = resp.body.clone();
     // `upgrade` writes the head and hands over the connection without dropping the body
     // reader, but it sends neither a length nor the body, and tiny_http's `add_header`

@@ -41,6 +41,8 @@ const TICK: Duration = Duration::from_millis(250);
 /// the last look and the `poll` (tiny_http accepted it before the watchdog listened). A
 /// look reads this process's descriptor table: a few microseconds.
 const IDLE_LOOK: Duration = Duration::from_secs(1);
+/// How long what the server said about a peer is kept before its connection is seen.
+const UNSEEN_GRACE: Duration = Duration::from_secs(10);
 /// How long the watchdog keeps ticking after a connection arrived on an idle daemon.
 const ARRIVAL_WATCH: Duration = Duration::from_secs(2);
 /// A connection still open this long after its shutdown has a thread tiny_http will never
@@ -52,6 +54,9 @@ const STUCK_AFTER: Duration = Duration::from_secs(2);
 pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Stuck connections beyond which the daemon stops so its supervisor restarts it (the
+    /// only way to free them); zero: never.
+    pub max_stuck: usize,
 }
 
 /// What the watchdog knows about a peer's requests.
@@ -78,7 +83,8 @@ struct Inner {
     conns: HashMap<u64, Conn>,
     /// Inodes of sockets that are not connections to our port.
     foreign: HashSet<u64>,
-    activity: HashMap<SocketAddr, Activity>,
+    /// What the server said last about each peer, and when.
+    activity: HashMap<SocketAddr, (Activity, Instant)>,
     stuck: usize,
     closed: u64,
 }
@@ -100,13 +106,15 @@ pub struct ConnCounts {
 pub struct Connections {
     limits: Limits,
     port: u16,
+    /// Told when too many connections are stuck: the daemon then stops (exit 1).
+    fatal: crossbeam_channel::Sender<String>,
     /// `None` when this kernel (or a seccomp filter) refuses `pidfd_open`.
     pidfd: Option<OwnedFd>,
     inner: Mutex<Inner>,
 }
 
 impl Connections {
-    pub fn new(limits: Limits, port: u16) -> Connections {
+    pub fn new(limits: Limits, port: u16, fatal: crossbeam_channel::Sender<String>) -> Connections {
         let pidfd = match pidfd_open(getpid(), PidfdFlags::empty()) {
             Ok(fd) => Some(fd),
             Err(e) => {
@@ -120,6 +128,7 @@ impl Connections {
         Connections {
             limits,
             port,
+            fatal,
             pidfd,
             inner: Mutex::new(Inner::default()),
         }
@@ -128,7 +137,9 @@ impl Connections {
     /// A request from `peer` reached the server.
     pub fn request_started(&self, peer: Option<&SocketAddr>) {
         if let Some(peer) = peer {
-            lock(&self.inner).activity.insert(*peer, Activity::Busy);
+            lock(&self.inner)
+                .activity
+                .insert(*peer, (Activity::Busy, Instant::now()));
         }
     }
 
@@ -136,9 +147,10 @@ impl Connections {
     /// timeout.
     pub fn request_finished(&self, peer: Option<&SocketAddr>) {
         if let Some(peer) = peer {
+            let now = Instant::now();
             lock(&self.inner)
                 .activity
-                .insert(*peer, Activity::IdleSince(Instant::now()));
+                .insert(*peer, (Activity::IdleSince(now), now));
         }
     }
 
@@ -201,20 +213,45 @@ impl Connections {
             };
             seen.entry(inode).or_insert(fd);
         }
+        // Sockets not seen before are probed without the lock (the listener thread takes
+        // it for every request).
+        let new: Vec<(u64, i32)> = {
+            let inner = lock(&self.inner);
+            seen.iter()
+                .filter(|(inode, _)| {
+                    !inner.conns.contains_key(inode) && !inner.foreign.contains(inode)
+                })
+                .map(|(inode, fd)| (*inode, *fd))
+                .collect()
+        };
+        let probed: Vec<(u64, i32, Option<SocketAddr>)> = new
+            .into_iter()
+            .map(|(inode, fd)| (inode, fd, self.server_peer(pidfd, fd)))
+            .collect();
         let mut inner = lock(&self.inner);
-        inner.conns.retain(|inode, _| seen.contains_key(inode));
-        inner.foreign.retain(|inode| seen.contains_key(inode));
-        for (inode, fd) in seen {
-            if inner.foreign.contains(&inode) {
-                continue;
+        let Inner {
+            conns,
+            foreign,
+            activity,
+            ..
+        } = &mut *inner;
+        conns.retain(|inode, conn| {
+            let open = seen.contains_key(inode);
+            if !open {
+                activity.remove(&conn.peer);
             }
-            if let Some(conn) = inner.conns.get_mut(&inode) {
-                conn.fd = fd;
-                continue;
+            open
+        });
+        foreign.retain(|inode| seen.contains_key(inode));
+        for (inode, conn) in conns.iter_mut() {
+            if let Some(fd) = seen.get(inode) {
+                conn.fd = *fd;
             }
-            match self.server_peer(pidfd, fd) {
+        }
+        for (inode, fd, peer) in probed {
+            match peer {
                 Some(peer) => {
-                    inner.conns.insert(
+                    conns.insert(
                         inode,
                         Conn {
                             fd,
@@ -226,12 +263,14 @@ impl Connections {
                     );
                 }
                 None => {
-                    inner.foreign.insert(inode);
+                    foreign.insert(inode);
                 }
             }
         }
-        let live: HashSet<SocketAddr> = inner.conns.values().map(|c| c.peer).collect();
-        inner.activity.retain(|peer, _| live.contains(peer));
+        // What the server said about a peer whose connection this look has not seen yet
+        // (accepted a moment ago) is kept a while; about one long gone, dropped.
+        let live: HashSet<SocketAddr> = conns.values().map(|c| c.peer).collect();
+        activity.retain(|peer, (_, at)| live.contains(peer) || at.elapsed() < UNSEEN_GRACE);
     }
 
     /// The peer of descriptor `fd` when it is a connection accepted on our port.
@@ -271,14 +310,26 @@ impl Connections {
                             conn.peer,
                             stuck
                         );
+                        if *stuck == self.limits.max_stuck {
+                            let _ = self.fatal.try_send(format!(
+                                "{stuck} connections are stuck in tiny_http (each holds a thread \
+                                 and two descriptors until the process ends): stopping so the \
+                                 supervisor restarts the daemon (server.max_stuck_connections)"
+                            ));
+                        }
                     }
                     continue;
                 }
-                let deadline = match activity.get(&conn.peer) {
-                    Some(Activity::Busy) => continue,
-                    Some(Activity::IdleSince(t)) => *t + self.limits.idle_timeout,
-                    None => conn.first_seen + self.limits.header_timeout,
+                // A zero limit is no limit.
+                let (since, limit) = match activity.get(&conn.peer) {
+                    Some((Activity::Busy, _)) => continue,
+                    Some((Activity::IdleSince(t), _)) => (*t, self.limits.idle_timeout),
+                    None => (conn.first_seen, self.limits.header_timeout),
                 };
+                if limit.is_zero() {
+                    continue;
+                }
+                let deadline = since + limit;
                 if now >= deadline {
                     due.push((inode, conn.fd, conn.peer, activity.contains_key(&conn.peer)));
                 }
@@ -304,6 +355,13 @@ impl Connections {
             }
         }
     }
+}
+
+/// Whether this process can duplicate its own descriptors, as the watchdog does.
+pub fn probe() -> Result<(), rustix::io::Errno> {
+    use std::os::fd::AsRawFd;
+    let pidfd = pidfd_open(getpid(), PidfdFlags::empty())?;
+    pidfd_getfd(&pidfd, pidfd.as_raw_fd(), PidfdGetfdFlags::empty()).map(drop)
 }
 
 /// The inode of a `/proc/self/fd` link `socket:[12345]`.

@@ -5,6 +5,7 @@ pub mod events;
 pub mod heartbeat;
 pub mod memory;
 pub mod sessions;
+pub mod tools;
 
 use std::time::Duration;
 
@@ -44,12 +45,19 @@ pub fn handle(srv: &Server, route: &Route, req: &ApiRequest) -> Result<ApiRespon
         Route::SessionApprove(id) => sessions::approve(app, id, req),
         Route::HeartbeatGet => Ok(heartbeat::get(app)),
         Route::HeartbeatRun => heartbeat::run(app, req),
+        Route::Tools => Ok(tools::list(app)),
+        Route::V1Models => super::v1::models(app),
+        Route::V1Model(id) => super::v1::model_get(app, id),
         Route::DebugSleep | Route::DebugSleepFast => debug_sleep(req),
         Route::DebugPanic => panic!("deliberate panic from /api/debug/panic"),
         // Served by the server module itself: they need the raw connection.
-        Route::ChatStream | Route::Events | Route::WebSocket | Route::Preflight => Err(
-            ApiError::internal(format!("{route:?} reached the plain handler table")),
-        ),
+        Route::ChatStream
+        | Route::Events
+        | Route::V1ChatCompletions
+        | Route::WebSocket
+        | Route::Preflight => Err(ApiError::internal(format!(
+            "{route:?} reached the plain handler table"
+        ))),
     }
 }
 
@@ -67,6 +75,7 @@ fn status(srv: &Server) -> serde_json::Value {
         "telegram": telegram,
         "events": events,
         "notify": notify,
+        "mcp": tools::mcp_status(app),
     })
 }
 
