@@ -5,8 +5,12 @@
 # write in the middle (a line appended to today's daily log before turn 6). Per turn it
 # prints the prompt tokens llama.cpp had to evaluate (`timings.prompt_n`, read by a small
 # recording proxy between the daemon and the server), those it reused from its cache
-# (`timings.cache_n`), the turn's latency, and the target: the new message plus the
-# previous answer plus 64 tokens.
+# (`timings.cache_n`), the time llama.cpp spent reading the prompt (`timings.prompt_ms`),
+# the turn's whole latency (with generation, which varies with each answer), and the
+# target: the new message plus the previous answer plus 64 tokens.
+#
+# Newer llama-server builds also keep earlier prompts in RAM (`--cache-ram`) and restore
+# the best match, so a first turn may find the previous run's prefix: compare turns 2-10.
 #
 # Needs llama-server with SmolLM2 (../shared/tools/local-llm: setup.sh, then start.sh) at
 # LLM_URL (default http://127.0.0.1:18080). The old build is made in a temporary git
@@ -172,17 +176,20 @@ for i, message in enumerate(messages, 1):
     calls = [json.loads(l)["timings"] or {} for l in open(log_path).readlines()[seen:]]
     evaluated = sum(c.get("prompt_n", 0) for c in calls)
     cached = sum(c.get("cache_n", 0) for c in calls)
+    reading = sum(c.get("prompt_ms", 0) for c in calls)
     bound = tokens(message) + tokens(previous) + 64
-    rows.append((i, evaluated, cached, bound, ms, len(calls), answer["tokens"].get("cached")))
+    rows.append((i, evaluated, cached, bound, reading, ms, len(calls), answer["tokens"].get("cached")))
     previous = answer["response"]
 
 print(f"\n== {name} ==")
-print("turn  evaluated  reused   bound  latency   calls  tokens.cached")
-for i, ev, ca, bound, ms, calls, reported in rows:
+print("turn  evaluated  reused   bound   reading   latency  calls  tokens.cached")
+for i, ev, ca, bound, reading, ms, calls, reported in rows:
     ok = "" if i == 1 else ("  ok" if ev <= bound else "  OVER")
-    print(f"{i:>4}  {ev:>9}  {ca:>6}  {bound:>6}  {ms / 1000:>6.2f} s  {calls:>5}  {str(reported):>13}{ok}")
+    print(f"{i:>4}  {ev:>9}  {ca:>6}  {bound:>6}  {reading / 1000:>6.2f} s  {ms / 1000:>6.2f} s  {calls:>5}"
+          f"  {str(reported):>13}{ok}")
 rest = rows[1:]
-print(f"turns 2-10: {sum(r[1] for r in rest)} tokens evaluated, {sum(r[4] for r in rest) / 1000:.1f} s; "
+print(f"turns 2-10: {sum(r[1] for r in rest)} tokens evaluated in {sum(r[4] for r in rest) / 1000:.1f} s "
+      f"of reading ({sum(r[5] for r in rest) / 1000:.1f} s in all); "
       f"{sum(1 for r in rest if r[1] <= r[3])}/9 within the bound")
 PY
     kill "$daemon_pid" "$proxy_pid" 2>/dev/null || true

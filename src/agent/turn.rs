@@ -128,15 +128,11 @@ fn turn(
     let mut messages = std::mem::take(&mut input.history);
     // The context goes with the user's message (a turn that only carries a client's tool
     // results has none; the time it would tell has not moved much).
-    let mut context = Some(context);
-    let incoming = std::mem::take(&mut input.incoming);
-    let last_user = incoming.iter().rposition(|m| m.role == Role::User);
-    for (i, mut m) in incoming.into_iter().enumerate() {
-        if Some(i) == last_user
-            && let Some(context) = context.take()
-        {
-            m = m.with_context(context);
-        }
+    let mut incoming = std::mem::take(&mut input.incoming);
+    if let Some(user) = incoming.iter_mut().rev().find(|m| m.role == Role::User) {
+        user.context = Some(context);
+    }
+    for m in incoming {
         sink.message(&m);
         messages.push(m);
     }
