@@ -5,70 +5,28 @@
 //! nothing here is ever fatal for the daemon: a bad file is deleted and recreated.
 //!
 //! WAL mode lets searches read the last committed state while the writer works, and lets
-//! the CLI and the daemon use the same file. Every connection keeps its WAL file on close
-//! (`PERSIST_WAL`): SQLite otherwise deletes `-wal`/`-shm` *by name* when the last
-//! connection to a database closes, and a connection still open on a replaced (rebuilt or
-//! deleted) database would then delete the new database's files.
+//! the CLI and the daemon use the same file. Connections are opened in [`super::db`]; the
+//! statements of a write are in [`super::writer`].
 
 use std::fs;
-use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
-use std::time::Duration;
 
 use log::warn;
-use rusqlite::{Connection, ErrorCode, FileControl, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use super::db::{check_header, open_reader, open_writer, rebuildable};
+use crate::dbfile::{make_private, wal_path};
+
+#[cfg(test)]
 use super::chunk::Chunk;
 
-/// Bumped whenever the schema or what is stored changes; a database with another version
-/// is rebuilt.
-pub const SCHEMA_VERSION: i32 = 1;
-
-/// How long a connection waits for another writer (the CLI while the daemon runs, or the
-/// other way round) before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::db::SCHEMA_VERSION;
+pub use super::writer::Writer;
 
 /// Idle reader connections kept for reuse; more may exist while many searches run at once.
 const READER_POOL: usize = 4;
-
-/// After a checkpoint the kept WAL file is cut back to this size.
-const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
-
-// Chunk text is stored once, in `chunks`; the FTS table indexes it as an external-content
-// table. (A contentless-delete table would do the same, but needs SQLite 3.43; external
-// content keeps the database readable by the `sqlite3` shipped with older distributions,
-// which is how a user inspects it.)
-const SCHEMA: &str = "
-CREATE TABLE files (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    hash INTEGER NOT NULL,
-    lines INTEGER NOT NULL,
-    chunks INTEGER NOT NULL,
-    indexed_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    line_start INTEGER NOT NULL,
-    line_end INTEGER NOT NULL,
-    content TEXT NOT NULL
-);
-CREATE INDEX chunks_path ON chunks(path);
-CREATE VIRTUAL TABLE chunks_fts USING fts5(
-    content,
-    content = 'chunks',
-    content_rowid = 'id',
-    tokenize = 'unicode61 remove_diacritics 2'
-);
-CREATE TABLE meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-";
 
 /// Why the index could not do something.
 #[derive(Debug)]
@@ -83,7 +41,7 @@ impl IndexError {
     /// True when the database file itself is damaged and should be rebuilt.
     pub fn is_corruption(&self) -> bool {
         match self {
-            IndexError::Sqlite(_, e) => is_corruption(e),
+            IndexError::Sqlite(_, e) => crate::dbfile::is_corruption(e),
             IndexError::Io(_) => false,
         }
     }
@@ -100,14 +58,7 @@ impl std::fmt::Display for IndexError {
 
 impl std::error::Error for IndexError {}
 
-fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
-    )
-}
-
-trait Context<T> {
+pub(super) trait Context<T> {
     fn ctx(self, what: &'static str) -> Result<T, IndexError>;
 }
 
@@ -216,12 +167,7 @@ impl MemoryIndex {
     /// True when the database file was deleted or replaced (by a user cleaning the cache, or
     /// by another process that rebuilt it) since this index opened it.
     pub fn file_replaced(&self) -> bool {
-        let conn = lock(&self.writer);
-        let mut moved: c_int = 0;
-        match conn.file_control(Some("main"), FileControl::HasMoved(&mut moved)) {
-            Ok(()) => moved != 0,
-            Err(_) => !self.path.exists(),
-        }
+        crate::dbfile::has_moved(&lock(&self.writer), &self.path)
     }
 
     /// True when the file no longer starts like an SQLite database (overwritten in place,
@@ -397,299 +343,14 @@ struct Reader {
     conn: Connection,
 }
 
-/// The statements of one write transaction.
-pub struct Writer<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
-}
-
-impl Writer<'_> {
-    /// Replaces everything indexed for each file with its new chunks.
-    ///
-    /// The FTS inserts come last, back to back. FTS5 writes its pending terms out as a new
-    /// segment whenever another statement of the transaction opens a statement savepoint
-    /// (an upsert, an `INSERT ... SELECT`); interleaved with the per-file statements, a
-    /// full index would write one tiny segment per file and then spend most of its time
-    /// merging them (measured: 1.8x slower).
-    pub fn replace_files(
-        &self,
-        files: &[(&FileRow, &[Chunk])],
-        now: i64,
-    ) -> Result<(), IndexError> {
-        for (file, _) in files {
-            self.remove_chunks(&file.path)?;
-            self.upsert_file(file, now)?;
-        }
-        let mut insert = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO chunks (path, line_start, line_end, content) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .ctx("storing a chunk")?;
-        let mut added = Vec::with_capacity(files.iter().map(|(_, c)| c.len()).sum());
-        for (file, chunks) in files {
-            for c in chunks.iter() {
-                insert
-                    .execute(params![
-                        file.path,
-                        c.line_start as i64,
-                        c.line_end as i64,
-                        c.text
-                    ])
-                    .ctx("storing a chunk")?;
-                added.push((self.tx.last_insert_rowid(), c.text.as_str()));
-            }
-        }
-        let mut insert_fts = self
-            .tx
-            .prepare_cached("INSERT INTO chunks_fts (rowid, content) VALUES (?1, ?2)")
-            .ctx("indexing a chunk")?;
-        for (id, text) in added {
-            insert_fts
-                .execute(params![id, text])
-                .ctx("indexing a chunk")?;
-        }
-        Ok(())
-    }
-
-    /// Records new size and mtime for a file whose content did not change.
-    pub fn touch_file(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), IndexError> {
-        self.tx
-            .prepare_cached("UPDATE files SET size = ?2, mtime_ns = ?3 WHERE path = ?1")
-            .and_then(|mut s| s.execute(params![path, size as i64, mtime_ns]))
-            .ctx("updating a file's metadata")?;
-        Ok(())
-    }
-
-    /// Forgets `path` and its chunks.
-    pub fn remove_file(&self, path: &str) -> Result<(), IndexError> {
-        self.remove_chunks(path)?;
-        self.tx
-            .prepare_cached("DELETE FROM files WHERE path = ?1")
-            .and_then(|mut s| s.execute([path]))
-            .ctx("removing a file")?;
-        Ok(())
-    }
-
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), IndexError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut s| s.execute([key, value]))
-            .ctx("writing metadata")?;
-        Ok(())
-    }
-
-    fn remove_chunks(&self, path: &str) -> Result<(), IndexError> {
-        // An external-content FTS table forgets a row only when told its old text.
-        self.tx
-            .prepare_cached(
-                "INSERT INTO chunks_fts (chunks_fts, rowid, content)
-                 SELECT 'delete', id, content FROM chunks WHERE path = ?1",
-            )
-            .and_then(|mut s| s.execute([path]))
-            .ctx("unindexing old chunks")?;
-        self.tx
-            .prepare_cached("DELETE FROM chunks WHERE path = ?1")
-            .and_then(|mut s| s.execute([path]))
-            .ctx("deleting old chunks")?;
-        Ok(())
-    }
-
-    fn upsert_file(&self, f: &FileRow, now: i64) -> Result<(), IndexError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO files (path, size, mtime_ns, hash, lines, chunks, indexed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (path) DO UPDATE SET size = excluded.size,
-                   mtime_ns = excluded.mtime_ns, hash = excluded.hash, lines = excluded.lines,
-                   chunks = excluded.chunks, indexed_at = excluded.indexed_at",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    f.path,
-                    f.size as i64,
-                    f.mtime_ns,
-                    f.hash as i64,
-                    f.lines as i64,
-                    f.chunks as i64,
-                    now
-                ])
-            })
-            .ctx("recording a file")?;
-        Ok(())
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves a connection whose open transaction was rolled
     // back on unwind: still usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn wal_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
-}
-
-fn shm_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-shm");
-    PathBuf::from(name)
-}
-
-/// Memory is personal: the database and its WAL files are the owner's alone, whatever the
-/// umask (SQLite gives `-wal` and `-shm` the database file's mode).
-fn make_private(db: &Path) {
-    for p in [db.to_path_buf(), wal_path(db), shm_path(db)] {
-        let _ = crate::paths::make_private(&p);
-    }
-}
-
 fn remove_db_files(db: &Path) -> Result<(), IndexError> {
-    for p in [db.to_path_buf(), wal_path(db), shm_path(db)] {
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(IndexError::Io(format!(
-                    "cannot remove {}: {e}",
-                    p.display()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Errors that a fresh database fixes: damage, a foreign file, an old schema. Not: a
-/// folder we may not write, a lock held too long by another process.
-fn rebuildable(e: &IndexError) -> bool {
-    match e {
-        IndexError::Io(_) => false,
-        IndexError::Sqlite(_, e) => !matches!(
-            e.sqlite_error_code(),
-            Some(
-                ErrorCode::CannotOpen
-                    | ErrorCode::PermissionDenied
-                    | ErrorCode::ReadOnly
-                    | ErrorCode::DatabaseBusy
-                    | ErrorCode::DatabaseLocked
-                    | ErrorCode::OutOfMemory
-                    | ErrorCode::DiskFull
-                    | ErrorCode::SystemIoFailure
-            )
-        ),
-    }
-}
-
-fn configure(conn: &Connection) -> Result<(), IndexError> {
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .ctx("setting busy_timeout")?;
-    // Whichever connection closes last truncates the kept WAL file.
-    conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"))
-        .ctx("setting journal_size_limit")?;
-    let mut persist: c_int = 1;
-    conn.file_control(Some("main"), FileControl::PersistWal(&mut persist))
-        .ctx("keeping the WAL file")?;
-    Ok(())
-}
-
-/// Refuses a non-empty file that does not start with SQLite's magic string. SQLite itself
-/// would read page 1 from a leftover WAL and only find the damage later, page by page.
-fn check_header(path: &Path) -> Result<(), IndexError> {
-    crate::dbfile::check_header(path).map_err(|why| {
-        IndexError::Sqlite(
-            "reading the file header",
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
-                Some(why),
-            ),
-        )
-    })
-}
-
-fn open_writer(path: &Path) -> Result<Connection, IndexError> {
-    let conn = Connection::open(path).ctx("opening")?;
-    configure(&conn)?;
-    // The first statements read the header: a file that is not a database fails here.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .ctx("switching to WAL")?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        warn!("memory index: journal mode is {mode}, not WAL; searches may wait on writes");
-    }
-    // A cache can lose its last transactions on power loss without harm (the next scan
-    // redoes them); NORMAL avoids an fsync per commit and is still never corrupt in WAL.
-    conn.execute_batch("PRAGMA synchronous = NORMAL")
-        .ctx("setting pragmas")?;
-    let version: i32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .ctx("reading the schema version")?;
-    if version == 0 {
-        create_schema(&conn)?;
-    } else if version != SCHEMA_VERSION {
-        return Err(IndexError::Sqlite(
-            "checking the schema version",
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                Some(format!(
-                    "schema version {version}, this build uses {SCHEMA_VERSION}"
-                )),
-            ),
-        ));
-    }
-    // Touching every table catches a damaged schema at open rather than at the first search.
-    conn.query_row(
-        "SELECT (SELECT count(*) FROM meta), (SELECT rowid FROM chunks_fts LIMIT 1),
-                (SELECT 1 FROM files LIMIT 1), (SELECT 1 FROM chunks LIMIT 1)",
-        [],
-        |_| Ok(()),
-    )
-    .ctx("checking the schema")?;
-    Ok(conn)
-}
-
-fn create_schema(conn: &Connection) -> Result<(), IndexError> {
-    let tx = conn
-        .unchecked_transaction()
-        .ctx("starting schema creation")?;
-    // Another process may have created it between our check and our lock.
-    let version: i32 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .ctx("reading the schema version")?;
-    if version == 0 {
-        let has_tables: i64 = tx
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .ctx("reading the schema")?;
-        if has_tables > 0 {
-            return Err(IndexError::Sqlite(
-                "checking the schema",
-                rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                    Some("a database without our schema version".into()),
-                ),
-            ));
-        }
-        tx.execute_batch(SCHEMA).ctx("creating the schema")?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .ctx("writing the schema version")?;
-    }
-    tx.commit().ctx("creating the schema")
-}
-
-fn open_reader(path: &Path) -> Result<Connection, IndexError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ctx("opening a reader")?;
-    configure(&conn)?;
-    conn.execute_batch("PRAGMA query_only = 1")
-        .ctx("setting query_only")?;
-    Ok(conn)
+    crate::dbfile::remove(db).map_err(|e| IndexError::Io(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,0 +1,117 @@
+//! The periodic scan thread that keeps the index following the files.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use log::{debug, info, warn};
+
+use super::Memory;
+
+impl Memory {
+    /// Starts the periodic scan thread. Its first scan runs at once (the index at start);
+    /// then one every `interval` (zero: no periodic scans). The thread stops when the
+    /// handle is dropped or [`ScanHandle::stop`] is called, between two batches of a long
+    /// index at the latest.
+    pub fn spawn_scanner(self: &Arc<Self>, interval: Duration) -> ScanHandle {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wake_tx, wake_rx) = bounded::<()>(0);
+        let memory = Arc::clone(self);
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("memory-scan".into())
+            .spawn(move || {
+                let mut first = true;
+                let mut last_error = None;
+                loop {
+                    memory.scan_once(first, &flag, &mut last_error);
+                    first = false;
+                    if flag.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let wait = if interval.is_zero() {
+                        Duration::MAX
+                    } else {
+                        interval
+                    };
+                    match wake_rx.recv_timeout(wait) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => break,
+                    }
+                }
+            });
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(
+                    "memory: cannot start the scan thread ({e}); the index will not follow edits"
+                );
+                None
+            }
+        };
+        ScanHandle {
+            stop,
+            wake: Some(wake_tx),
+            thread,
+        }
+    }
+
+    /// One periodic pass. A failure is logged once, not every few seconds while it lasts
+    /// (an unmounted workspace, a full disk), and its end is logged too.
+    fn scan_once(&self, first: bool, stop: &AtomicBool, last_error: &mut Option<String>) {
+        let started = Instant::now();
+        let result = self.sync(false, None, stop);
+        match (&result, last_error.as_ref()) {
+            (Ok(_), Some(_)) => info!("memory: scanning works again"),
+            (Err(e), Some(last)) if e.to_string() == *last => return,
+            _ => {}
+        }
+        *last_error = result.as_ref().err().map(|e| e.to_string());
+        match result {
+            Ok(report) if first => info!(
+                "memory: {} files, {} chunks indexed ({} updated) in {} ms",
+                report.files_processed, report.chunks, report.files_updated, report.duration_ms
+            ),
+            Ok(report) if report.files_updated > 0 => debug!(
+                "memory: {} files updated in {} ms",
+                report.files_updated, report.duration_ms
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(
+                "memory: scan failed after {} ms: {e}",
+                started.elapsed().as_millis()
+            ),
+        }
+    }
+}
+
+/// Stops the periodic scan thread when dropped.
+pub struct ScanHandle {
+    stop: Arc<AtomicBool>,
+    wake: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ScanHandle {
+    /// Stops the scanner and waits for it: a running index stops after its current batch.
+    pub fn stop(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Dropping the sender wakes the thread from its wait.
+        self.wake = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ScanHandle {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
