@@ -5,8 +5,8 @@
 //! nothing here is ever fatal for the daemon: a bad file is deleted and recreated.
 //!
 //! WAL mode lets searches read the last committed state while the writer works, and lets
-//! the CLI and the daemon use the same file. Connections are opened in [`super::db`]; the
-//! statements of a write are in [`super::writer`].
+//! the CLI and the daemon use the same file. Connections are opened in `db`; the
+//! statements of a write are in `writer`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
