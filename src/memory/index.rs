@@ -10,13 +10,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use log::warn;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::db::{check_header, open_reader, open_writer, rebuildable};
+use super::db::{Layout, check_header, drop_legacy, open_reader, open_writer, rebuildable};
+use super::query::FtsQuery;
 use crate::dbfile::{make_private, wal_path};
 
 #[cfg(test)]
@@ -93,12 +94,23 @@ pub struct FileRow {
 /// A search match before scoring and trimming.
 #[derive(Debug, Clone)]
 pub struct RawHit {
+    /// The chunk's row id (of the schema 1 table while that is served).
+    pub id: i64,
     pub path: String,
     pub line_start: usize,
     pub line_end: usize,
     pub content: String,
-    /// FTS5 `bm25()`: negative, lower is better.
+    /// FTS5 `bm25()`: negative, lower is better; 0 for a hit found by its vector.
     pub rank: f64,
+}
+
+/// A chunk near a hit, for showing the hit with the lines around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub id: i64,
+    pub line_start: usize,
+    pub line_end: usize,
+    pub content: String,
 }
 
 /// The memory index database.
@@ -112,6 +124,9 @@ pub struct MemoryIndex {
     /// Searches hold it shared; replacing the database holds it exclusively, so the swap
     /// is never seen half done.
     swap: RwLock<()>,
+    /// Searches read the schema 1 tables: this build's are being filled (see
+    /// [`Layout::Legacy`]).
+    legacy: AtomicBool,
 }
 
 impl MemoryIndex {
@@ -123,7 +138,7 @@ impl MemoryIndex {
             crate::paths::create_private_dir(dir).map_err(|e| IndexError::Io(e.to_string()))?;
         }
         let existed = path.exists();
-        let (writer, opened) = match check_header(path).and_then(|()| open_writer(path)) {
+        let ((writer, layout), opened) = match check_header(path).and_then(|()| open_writer(path)) {
             Ok(conn) if existed => (conn, Opened::Existing),
             Ok(conn) => (conn, Opened::Created),
             Err(e) if rebuildable(&e) => {
@@ -145,6 +160,7 @@ impl MemoryIndex {
                 readers: Mutex::new(Vec::new()),
                 generation: AtomicU64::new(0),
                 swap: RwLock::new(()),
+                legacy: AtomicBool::new(layout == Layout::Legacy),
             },
             opened,
         ))
@@ -190,31 +206,35 @@ impl MemoryIndex {
             Connection::open_in_memory().ctx("opening a placeholder connection")?,
         );
         drop(old);
-        let opened = if discard {
+        let (layout, opened) = if discard {
             remove_db_files(&self.path)?;
-            *writer = open_writer(&self.path)?;
-            Opened::Rebuilt("discarded".into())
+            let (conn, layout) = open_writer(&self.path)?;
+            *writer = conn;
+            (layout, Opened::Rebuilt("discarded".into()))
         } else {
             let existed = self.path.exists();
             match check_header(&self.path).and_then(|()| open_writer(&self.path)) {
-                Ok(conn) => {
+                Ok((conn, layout)) => {
                     *writer = conn;
                     if existed {
-                        Opened::Existing
+                        (layout, Opened::Existing)
                     } else {
-                        Opened::Created
+                        (layout, Opened::Created)
                     }
                 }
                 Err(e) if rebuildable(&e) => {
                     let why = e.to_string();
                     warn!("memory index is unusable ({why}); rebuilding it");
                     remove_db_files(&self.path)?;
-                    *writer = open_writer(&self.path)?;
-                    Opened::Rebuilt(why)
+                    let (conn, layout) = open_writer(&self.path)?;
+                    *writer = conn;
+                    (layout, Opened::Rebuilt(why))
                 }
                 Err(e) => return Err(e),
             }
         };
+        self.legacy
+            .store(layout == Layout::Legacy, Ordering::SeqCst);
         make_private(&self.path);
         Ok(opened)
     }
@@ -263,52 +283,210 @@ impl MemoryIndex {
         Ok(value)
     }
 
+    /// True while searches read a schema 1 database's tables (see [`Layout::Legacy`]).
+    pub fn is_legacy(&self) -> bool {
+        self.legacy.load(Ordering::SeqCst)
+    }
+
+    /// Ends a migration: drops the schema 1 tables, so searches read this build's tables
+    /// (which a full pass has just filled).
+    pub fn finish_migration(&self) -> Result<(), IndexError> {
+        let _exclusive = self.swap.write().unwrap_or_else(|p| p.into_inner());
+        if !self.is_legacy() {
+            return Ok(());
+        }
+        drop_legacy(&lock(&self.writer))?;
+        // Pooled readers hold statements prepared on the dropped tables.
+        lock(&self.readers).clear();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.legacy.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// The best `limit` chunks for an FTS5 `MATCH` expression, best first.
     pub fn search(&self, expr: &str, limit: usize) -> Result<Vec<RawHit>, IndexError> {
         let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
-        let reader = self.reader()?;
-        let result = (|| {
-            // `ORDER BY rank ... LIMIT` inside the FTS query lets FTS5 keep only the top
-            // rows while scoring, instead of sorting every match.
-            let mut stmt = reader
-                .conn
+        self.with_reader(|conn| match_chunks(conn, expr, limit, self.is_legacy()))
+    }
+
+    /// The best `limit` chunks for a user's query, best first: those holding every term,
+    /// or when there are none, those holding any. Also says whether the schema 1 tables
+    /// answered (their chunks have no neighbours to show).
+    pub fn search_query(
+        &self,
+        query: &FtsQuery,
+        limit: usize,
+    ) -> Result<(Vec<RawHit>, bool), IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        let legacy = self.is_legacy();
+        let (all, any) = if legacy {
+            (query.legacy_all_terms(), query.legacy_any_term())
+        } else {
+            (query.all_terms(), query.any_term())
+        };
+        let Some(all) = all else {
+            return Ok((Vec::new(), legacy));
+        };
+        let hits = self.with_reader(|conn| {
+            let hits = match_chunks(conn, &all, limit, legacy)?;
+            match any {
+                Some(any) if hits.is_empty() => match_chunks(conn, &any, limit, legacy),
+                _ => Ok(hits),
+            }
+        })?;
+        Ok((hits, legacy))
+    }
+
+    /// The chunks whose text hashes to each of `hashes` (in that order; several chunks may
+    /// share a text, and a hash whose chunks are gone finds none).
+    pub fn chunks_with_hashes(&self, hashes: &[u64]) -> Result<Vec<(u64, RawHit)>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut stmt = conn
                 .prepare_cached(
-                    "SELECT c.path, c.line_start, c.line_end, c.content, f.rank
-                     FROM (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1
-                           ORDER BY rank LIMIT ?2) AS f
-                     JOIN chunks AS c ON c.id = f.rowid
-                     ORDER BY f.rank",
+                    "SELECT id, path, line_start, line_end, content FROM chunks
+                     WHERE hash = ?1 ORDER BY id",
                 )
-                .ctx("preparing a search")?;
+                .ctx("finding chunks by vector")?;
+            let mut out = Vec::new();
+            for &hash in hashes {
+                let rows = stmt
+                    .query_map([hash as i64], |r| {
+                        Ok(RawHit {
+                            id: r.get(0)?,
+                            path: r.get(1)?,
+                            line_start: r.get::<_, i64>(2)?.max(1) as usize,
+                            line_end: r.get::<_, i64>(3)?.max(1) as usize,
+                            content: r.get(4)?,
+                            rank: 0.0,
+                        })
+                    })
+                    .ctx("finding chunks by vector")?;
+                for row in rows {
+                    out.push((hash, row.ctx("finding chunks by vector")?));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The chunks of `path` that touch lines `from..=to`, in line order.
+    pub fn neighbours(
+        &self,
+        path: &str,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Neighbour>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        if self.is_legacy() {
+            return Ok(Vec::new());
+        }
+        self.with_reader(|conn| {
+            // `line_start` is indexed with the path; chunks are short, so one starting
+            // before `from` and reaching into the range is found by looking a little back.
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, line_start, line_end, content FROM chunks
+                     WHERE path = ?1 AND line_start <= ?3 AND line_start >= ?2 - 200
+                       AND line_end >= ?2
+                     ORDER BY line_start, id",
+                )
+                .ctx("reading neighbouring chunks")?;
             let rows = stmt
-                .query_map(params![expr, limit as i64], |r| {
-                    Ok(RawHit {
-                        path: r.get(0)?,
+                .query_map(params![path, from as i64, to as i64], |r| {
+                    Ok(Neighbour {
+                        id: r.get(0)?,
                         line_start: r.get::<_, i64>(1)?.max(1) as usize,
                         line_end: r.get::<_, i64>(2)?.max(1) as usize,
                         content: r.get(3)?,
-                        rank: r.get(4)?,
                     })
                 })
-                .ctx("searching")?;
-            rows.collect::<Result<Vec<_>, _>>().ctx("searching")
-        })();
-        self.give_back(reader);
-        result
+                .ctx("reading neighbouring chunks")?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .ctx("reading neighbouring chunks")
+        })
     }
 
-    /// Number of chunks and files, counted in the database.
+    /// The text hash of every chunk (repeated when chunks share a text).
+    pub fn chunk_hashes(&self) -> Result<Vec<u64>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT hash FROM chunks")
+                .ctx("listing chunk hashes")?;
+            let rows = stmt
+                .query_map([], |r| Ok(r.get::<_, i64>(0)? as u64))
+                .ctx("listing chunk hashes")?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .ctx("listing chunk hashes")
+        })
+    }
+
+    /// What an embedder reads for each of `hashes` that some chunk still has.
+    pub fn embed_texts(&self, hashes: &[u64]) -> Result<Vec<(u64, String)>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT context, content FROM chunks WHERE hash = ?1 LIMIT 1")
+                .ctx("reading chunk texts")?;
+            let mut out = Vec::with_capacity(hashes.len());
+            for &hash in hashes {
+                let row: Option<(String, String)> = stmt
+                    .query_row([hash as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .ctx("reading chunk texts")?;
+                if let Some((context, content)) = row {
+                    out.push((hash, super::chunk::embed_text(&context, &content)));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Calls `f` with every stored vector of `model`: its text hash, scale and bytes.
+    pub fn for_each_vector(
+        &self,
+        model: &str,
+        mut f: impl FnMut(u64, f32, &[u8]),
+    ) -> Result<(), IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT hash, scale, data FROM vectors WHERE model = ?1")
+                .ctx("loading vectors")?;
+            let mut rows = stmt.query([model]).ctx("loading vectors")?;
+            while let Some(row) = rows.next().ctx("loading vectors")? {
+                let hash = row.get::<_, i64>(0).ctx("loading vectors")? as u64;
+                let scale = row.get::<_, f64>(1).ctx("loading vectors")? as f32;
+                let data = row.get_ref(2).ctx("loading vectors")?;
+                if let rusqlite::types::ValueRef::Blob(bytes) = data {
+                    f(hash, scale, bytes);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Number of files and chunks, counted in the database.
     pub fn count(&self) -> Result<(u64, u64), IndexError> {
         let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
-        let reader = self.reader()?;
-        let result = reader
-            .conn
-            .query_row(
+        self.with_reader(|conn| {
+            conn.query_row(
                 "SELECT (SELECT count(*) FROM files), (SELECT count(*) FROM chunks)",
                 [],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
-            .ctx("counting");
+            .ctx("counting")
+        })
+    }
+
+    /// Runs `f` on a pooled reader connection.
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        let reader = self.reader()?;
+        let result = f(&reader.conn);
         self.give_back(reader);
         result
     }
@@ -341,6 +519,50 @@ impl MemoryIndex {
 struct Reader {
     generation: u64,
     conn: Connection,
+}
+
+/// Runs one FTS5 `MATCH` on the live tables, best `limit` first.
+fn match_chunks(
+    conn: &Connection,
+    expr: &str,
+    limit: usize,
+    legacy: bool,
+) -> Result<Vec<RawHit>, IndexError> {
+    // `ORDER BY rank ... LIMIT` inside the FTS query lets FTS5 keep only the top rows
+    // while scoring, instead of sorting every match. The BM25 weights are for the chunk's
+    // text, its headings and its character pairs: headings weigh less, being shared by
+    // every chunk of a section.
+    let sql = if legacy {
+        "SELECT c.id, c.path, c.line_start, c.line_end, c.content, f.rank
+         FROM (SELECT rowid, rank FROM v1_chunks_fts WHERE v1_chunks_fts MATCH ?1
+               ORDER BY rank LIMIT ?2) AS f
+         JOIN v1_chunks AS c ON c.id = f.rowid
+         ORDER BY f.rank"
+    } else {
+        const SQL: &str = concat!(
+            "SELECT c.id, c.path, c.line_start, c.line_end, c.content, f.rank
+             FROM (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1 AND rank MATCH '",
+            "bm25(1.0, 0.5, 1.0)",
+            "' ORDER BY rank LIMIT ?2) AS f
+             JOIN chunks AS c ON c.id = f.rowid
+             ORDER BY f.rank"
+        );
+        SQL
+    };
+    let mut stmt = conn.prepare_cached(sql).ctx("preparing a search")?;
+    let rows = stmt
+        .query_map(params![expr, limit as i64], |r| {
+            Ok(RawHit {
+                id: r.get(0)?,
+                path: r.get(1)?,
+                line_start: r.get::<_, i64>(2)?.max(1) as usize,
+                line_end: r.get::<_, i64>(3)?.max(1) as usize,
+                content: r.get(4)?,
+                rank: r.get(5)?,
+            })
+        })
+        .ctx("searching")?;
+    rows.collect::<Result<Vec<_>, _>>().ctx("searching")
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -384,6 +606,7 @@ mod tests {
             line_start: 1,
             line_end: 2,
             text: text.into(),
+            context: String::new(),
         }
     }
 

@@ -28,8 +28,12 @@
 //! ```
 
 pub mod chunk;
+pub mod cjk;
 mod db;
+mod embed;
+pub mod embedder;
 mod excerpt;
+pub mod fusion;
 pub mod index;
 pub mod query;
 mod report;
@@ -37,6 +41,7 @@ mod scan;
 mod search;
 mod stats;
 mod sync;
+pub mod vectors;
 pub mod workspace;
 mod writer;
 
@@ -50,14 +55,18 @@ use log::{info, warn};
 
 use crate::config::MemoryConfig;
 use chunk::ChunkParams;
+use embed::Embedding;
 use index::{IndexError, MemoryIndex, Opened};
 use sync::FileState;
+
+pub use embed::{EmbedState, EmbeddingsStatus};
 
 pub use report::{
     DailyLogs, FileSummary, IndexCounts, IndexStats, MemoryStats, ReindexReport, SearchHit,
     WorkspaceFiles,
 };
 pub use scan::ScanHandle;
+pub use search::{SearchMode, SearchOutcome};
 pub use workspace::daily_log_rel;
 
 // The unit tests in `tests.rs` reach these through `use super::*`.
@@ -135,6 +144,10 @@ pub struct Memory {
     rechunk: AtomicBool,
     /// A corruption was seen at run time: the next pass rebuilds the database.
     corrupt: AtomicBool,
+    /// Set once a pass has brought the index up to date with the workspace.
+    indexed_once: AtomicBool,
+    /// Vectors and the embedder; `None` when `memory.embeddings` is off.
+    embedding: Option<Embedding>,
 }
 
 impl Memory {
@@ -188,7 +201,15 @@ impl Memory {
             last_indexed: AtomicI64::new(0),
             rechunk: AtomicBool::new(false),
             corrupt: AtomicBool::new(false),
+            indexed_once: AtomicBool::new(false),
+            embedding: Embedding::new(&config.embeddings),
         };
+        if memory.index.is_legacy() {
+            info!(
+                "memory: the index is of an older schema; searches use it while the new one \
+                 is built beside it"
+            );
+        }
         memory.load_state()?;
         Ok(memory)
     }
@@ -203,6 +224,14 @@ impl Memory {
         IndexCounts {
             files: self.files.load(Ordering::Relaxed),
             chunks: self.chunks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What the embedding side is doing, for `/api/status`; cheap (no I/O).
+    pub fn embeddings_status(&self) -> EmbeddingsStatus {
+        match &self.embedding {
+            Some(e) => e.status(self.counts().chunks),
+            None => EmbeddingsStatus::off(),
         }
     }
 }

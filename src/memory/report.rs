@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::EmbeddingsStatus;
+
 /// One search result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchHit {
@@ -30,6 +32,7 @@ pub struct MemoryStats {
     pub workspace: String,
     pub files: WorkspaceFiles,
     pub index: IndexStats,
+    pub embeddings: EmbeddingsStatus,
 }
 
 /// The workspace's Markdown files, as found on disk now.
@@ -63,6 +66,10 @@ pub struct IndexStats {
     /// first index.
     pub last_indexed: Option<String>,
     pub database_size_bytes: u64,
+    /// `indexing` until a first pass has brought the index up to date with the files
+    /// (searches meanwhile see what is indexed so far, or an older index being replaced);
+    /// `ready` after.
+    pub state: &'static str,
 }
 
 /// `POST /api/memory/reindex`.

@@ -1,4 +1,5 @@
-//! The periodic scan thread that keeps the index following the files.
+//! The periodic scan thread that keeps the index following the files, and (with
+//! embeddings configured) the embedding thread beside it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,12 +13,15 @@ use super::Memory;
 
 impl Memory {
     /// Starts the periodic scan thread. Its first scan runs at once (the index at start);
-    /// then one every `interval` (zero: no periodic scans). The thread stops when the
-    /// handle is dropped or [`ScanHandle::stop`] is called, between two batches of a long
-    /// index at the latest.
+    /// then one every `interval` (zero: no periodic scans). With embeddings configured,
+    /// also starts the thread that embeds new chunks in the background. The threads stop
+    /// when the handle is dropped or [`ScanHandle::stop`] is called, between two batches of
+    /// a long index (or of embeddings) at the latest.
     pub fn spawn_scanner(self: &Arc<Self>, interval: Duration) -> ScanHandle {
         let stop = Arc::new(AtomicBool::new(false));
-        let (wake_tx, wake_rx) = bounded::<()>(0);
+        // Never sent on: dropping the sender (in `ScanHandle::shut`) wakes both threads.
+        let (wake_tx, stop_rx) = bounded::<()>(0);
+        let wake_rx = stop_rx.clone();
         let memory = Arc::clone(self);
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -51,10 +55,22 @@ impl Memory {
                 None
             }
         };
+        let embedder = self.embedding.as_ref().and_then(|_| {
+            let memory = Arc::clone(self);
+            let flag = Arc::clone(&stop);
+            let stop_rx = stop_rx.clone();
+            std::thread::Builder::new()
+                .name("memory-embed".into())
+                .spawn(move || memory.run_embedder(&flag, &stop_rx))
+                .map_err(|e| {
+                    warn!("memory: cannot start the embedding thread ({e}); search stays lexical")
+                })
+                .ok()
+        });
         ScanHandle {
             stop,
             wake: Some(wake_tx),
-            thread,
+            threads: thread.into_iter().chain(embedder).collect(),
         }
     }
 
@@ -91,7 +107,7 @@ impl Memory {
 pub struct ScanHandle {
     stop: Arc<AtomicBool>,
     wake: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl ScanHandle {
@@ -104,7 +120,7 @@ impl ScanHandle {
         self.stop.store(true, Ordering::SeqCst);
         // Dropping the sender wakes the thread from its wait.
         self.wake = None;
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }

@@ -47,6 +47,15 @@ impl Memory {
                     .flatten()
                     .map(|t| t.to_string()),
                 database_size_bytes: self.index.size_bytes(),
+                state: if self.indexed_once.load(Ordering::SeqCst) {
+                    "ready"
+                } else {
+                    "indexing"
+                },
+            },
+            embeddings: {
+                self.prepare_vectors();
+                self.embeddings_status()
             },
         })
     }

@@ -147,14 +147,12 @@ impl Memory {
     fn check_database(&self) -> Result<(), MemoryError> {
         if self.corrupt.swap(false, Ordering::SeqCst) {
             self.index.reopen(true)?;
-            self.load_state()?;
         } else if self.index.file_replaced() {
             info!(
                 "memory: {} was deleted or replaced; reopening it",
                 self.index.path().display()
             );
             self.index.reopen(false)?;
-            self.load_state()?;
         } else if self.index.file_damaged() {
             warn!(
                 "memory: {} was overwritten with something that is not a database; \
@@ -162,7 +160,13 @@ impl Memory {
                 self.index.path().display()
             );
             self.index.reopen(true)?;
-            self.load_state()?;
+        } else {
+            return Ok(());
+        }
+        self.load_state()?;
+        if let Some(e) = &self.embedding {
+            // The vectors in memory may not be the new database's.
+            e.note_reopen();
         }
         Ok(())
     }
@@ -238,6 +242,14 @@ impl Memory {
         }
         if complete {
             self.last_indexed.store(now, Ordering::Relaxed);
+            if self.index.is_legacy() {
+                self.watch(self.index.finish_migration())?;
+                info!(
+                    "memory: the new index is complete ({} chunks); the old one was dropped",
+                    self.counts().chunks
+                );
+            }
+            self.indexed_once.store(true, Ordering::SeqCst);
         }
         Ok(ReindexReport {
             files_processed: walked.len(),
@@ -364,6 +376,12 @@ impl Memory {
             }
         }
         self.recount(&tracked);
+        drop(tracked);
+        if updated > 0
+            && let Some(e) = &self.embedding
+        {
+            e.note_change();
+        }
         Ok(updated)
     }
 

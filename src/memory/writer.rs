@@ -3,6 +3,7 @@
 use rusqlite::params;
 
 use super::chunk::Chunk;
+use super::cjk;
 use super::index::{Context, FileRow, IndexError};
 
 /// The statements of one write transaction.
@@ -30,30 +31,37 @@ impl Writer<'_> {
         let mut insert = self
             .tx
             .prepare_cached(
-                "INSERT INTO chunks (path, line_start, line_end, content) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO chunks (path, line_start, line_end, content, context, cjk, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .ctx("storing a chunk")?;
         let mut added = Vec::with_capacity(files.iter().map(|(_, c)| c.len()).sum());
         for (file, chunks) in files {
             for c in chunks.iter() {
+                let pairs = cjk::index_text(&c.text);
                 insert
                     .execute(params![
                         file.path,
                         c.line_start as i64,
                         c.line_end as i64,
-                        c.text
+                        c.text,
+                        c.context,
+                        pairs,
+                        c.key() as i64
                     ])
                     .ctx("storing a chunk")?;
-                added.push((self.tx.last_insert_rowid(), c.text.as_str()));
+                added.push((self.tx.last_insert_rowid(), c, pairs));
             }
         }
         let mut insert_fts = self
             .tx
-            .prepare_cached("INSERT INTO chunks_fts (rowid, content) VALUES (?1, ?2)")
+            .prepare_cached(
+                "INSERT INTO chunks_fts (rowid, content, context, cjk) VALUES (?1, ?2, ?3, ?4)",
+            )
             .ctx("indexing a chunk")?;
-        for (id, text) in added {
+        for (id, c, pairs) in added {
             insert_fts
-                .execute(params![id, text])
+                .execute(params![id, c.text, c.context, pairs])
                 .ctx("indexing a chunk")?;
         }
         Ok(())
@@ -68,7 +76,8 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Forgets `path` and its chunks.
+    /// Forgets `path` and its chunks (their vectors stay: the same text may come back
+    /// under another name, see [`Writer::prune_vectors`]).
     pub fn remove_file(&self, path: &str) -> Result<(), IndexError> {
         self.remove_chunks(path)?;
         self.tx
@@ -89,12 +98,56 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Stores quantised vectors of `model`, one per chunk text hash.
+    pub fn put_vectors(
+        &self,
+        model: &str,
+        vectors: &[(u64, f32, &[i8])],
+    ) -> Result<(), IndexError> {
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO vectors (hash, model, scale, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (hash, model) DO UPDATE SET scale = excluded.scale,
+                   data = excluded.data",
+            )
+            .ctx("storing a vector")?;
+        for (hash, scale, data) in vectors {
+            let bytes: Vec<u8> = data.iter().map(|&v| v as u8).collect();
+            insert
+                .execute(params![*hash as i64, model, *scale as f64, bytes])
+                .ctx("storing a vector")?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the vectors no chunk has the text of any more, and those of every model but
+    /// `model`. Returns how many went.
+    pub fn prune_vectors(&self, model: &str) -> Result<usize, IndexError> {
+        self.tx
+            .prepare_cached(
+                "DELETE FROM vectors WHERE model <> ?1
+                   OR NOT EXISTS (SELECT 1 FROM chunks c WHERE c.hash = vectors.hash)",
+            )
+            .and_then(|mut s| s.execute([model]))
+            .ctx("pruning vectors")
+    }
+
+    /// Deletes every vector of `model` (its embedder changed the vectors' size).
+    pub fn drop_vectors(&self, model: &str) -> Result<(), IndexError> {
+        self.tx
+            .prepare_cached("DELETE FROM vectors WHERE model = ?1")
+            .and_then(|mut s| s.execute([model]))
+            .ctx("dropping vectors")?;
+        Ok(())
+    }
+
     fn remove_chunks(&self, path: &str) -> Result<(), IndexError> {
         // An external-content FTS table forgets a row only when told its old text.
         self.tx
             .prepare_cached(
-                "INSERT INTO chunks_fts (chunks_fts, rowid, content)
-                 SELECT 'delete', id, content FROM chunks WHERE path = ?1",
+                "INSERT INTO chunks_fts (chunks_fts, rowid, content, context, cjk)
+                 SELECT 'delete', id, content, context, cjk FROM chunks WHERE path = ?1",
             )
             .and_then(|mut s| s.execute([path]))
             .ctx("unindexing old chunks")?;

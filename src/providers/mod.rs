@@ -12,7 +12,7 @@ use crate::config::{KNOWN_PROVIDERS, ProvidersConfig, split_model};
 
 mod anthropic;
 mod claude_cli;
-mod http;
+pub(crate) mod http;
 mod ollama;
 mod openai;
 mod stream;

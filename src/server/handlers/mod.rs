@@ -58,6 +58,7 @@ fn status(app: &App) -> serde_json::Value {
         "uptime_seconds": app.started.elapsed().as_secs(),
         "model": app.config.agent.default_model,
         "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
+        "embeddings": app.memory.embeddings_status(),
         "heartbeat": heartbeat::status_json(app),
     })
 }
