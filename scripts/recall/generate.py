@@ -3,9 +3,10 @@
 facts.py hidden among them, MEMORY.md and a few knowledge files, plus answers.json that
 says where each question's fact is (file and 1-based line).
 
-    generate.py WORKSPACE_DIR [--seed N]
+    generate.py WORKSPACE_DIR [--seed N] [--years N]
 
-Deterministic for a given seed, so every run measures the same text.
+Deterministic for a given seed, so every run measures the same text. `--years N` writes
+N years of logs ending with 2025 (the facts stay in 2025): the benchmarks' large index.
 """
 import datetime
 import json
@@ -121,6 +122,7 @@ def main():
         sys.exit("usage: generate.py WORKSPACE_DIR [--seed N]")
     ws = sys.argv[1]
     seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 7
+    years = int(sys.argv[sys.argv.index("--years") + 1]) if "--years" in sys.argv else 1
     r = random.Random(seed)
     os.makedirs(os.path.join(ws, "memory"), exist_ok=True)
     os.makedirs(os.path.join(ws, "knowledge"), exist_ok=True)
@@ -128,8 +130,8 @@ def main():
     for where, fact, question, kind in FACTS:
         dated.setdefault(where, []).append((fact, question, kind))
     answers = []
-    day = datetime.date(2025, 1, 1)
-    while day.year == 2025:
+    day = datetime.date(2026 - years, 1, 1)
+    while day.year <= 2025:
         iso = day.isoformat()
         if iso in dated or r.random() < 0.88:
             lines = day_lines(r, day, heading=r.random() < 0.3)

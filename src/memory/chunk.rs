@@ -60,13 +60,19 @@ impl Chunk {
     }
 }
 
-/// What an embedder reads for a chunk: its headings, then its text. Nothing from the
-/// file's path or name, so a renamed file's chunks keep their vectors.
+/// What an embedder reads for a chunk: its headings, then its text (less the heading it
+/// may start with, which the headings already hold). Nothing from the file's path or name,
+/// so a renamed file's chunks keep their vectors.
 pub fn embed_text(context: &str, text: &str) -> String {
-    if context.is_empty() {
-        text.to_string()
-    } else {
-        format!("{context}\n{text}")
+    let body = match text.split_once('\n') {
+        Some((first, rest)) if heading(first).is_some() => rest.trim_start(),
+        None if heading(text).is_some() => "",
+        _ => text,
+    };
+    match (context.is_empty(), body.is_empty()) {
+        (true, _) => text.to_string(),
+        (false, true) => context.to_string(),
+        (false, false) => format!("{context}\n{body}"),
     }
 }
 
@@ -675,6 +681,15 @@ mod tests {
         // English prose of the same length is one chunk.
         let prose = "The quick brown fox jumps over the lazy dog. ".repeat(6);
         assert_eq!(chunk_bytes(prose.as_bytes(), p).len(), 2);
+    }
+
+    #[test]
+    fn embedded_text_has_the_headings_once() {
+        assert_eq!(embed_text("", "- a line"), "- a line");
+        assert_eq!(embed_text("Car", "- tyres"), "Car\n- tyres");
+        assert_eq!(embed_text("Car", "# Car\n\n- tyres"), "Car\n- tyres");
+        assert_eq!(embed_text("Memory > Work", "## Work"), "Memory > Work");
+        assert_eq!(embed_text("", "# Title"), "# Title");
     }
 
     #[test]

@@ -203,9 +203,9 @@ impl Embedding {
     }
 }
 
-/// The outage bookkeeping of one worker: logged once, retried with a growing pause.
+/// The worker's pause between attempts while the embedder is down. The outage itself is
+/// the `Down` state, shared with searches, so it is logged once whoever notices first.
 struct Outage {
-    active: bool,
     backoff: Duration,
 }
 
@@ -221,7 +221,6 @@ impl Memory {
             warn!("memory: cannot load stored vectors ({e}); they will be embedded again");
         }
         let mut outage = Outage {
-            active: false,
             backoff: Duration::ZERO,
         };
         let mut pruned = false;
@@ -296,10 +295,12 @@ impl Memory {
     /// Loads the vectors of the configured model from the index database into memory.
     pub(super) fn load_vectors(&self, emb: &Embedding) -> Result<(), IndexError> {
         let mut loaded = VectorStore::default();
+        let mut q = Vec::new();
         self.index
-            .for_each_vector(emb.embedder.model(), |hash, scale, bytes| {
-                let q: Vec<i8> = bytes.iter().map(|&b| b as i8).collect();
-                loaded.insert(hash, scale, &q);
+            .for_each_vector(emb.embedder.model(), |hash, bytes| {
+                q.clear();
+                q.extend(bytes.iter().map(|&b| b as i8));
+                loaded.insert(hash, &q);
             })?;
         *emb.store.write().unwrap_or_else(|p| p.into_inner()) = loaded;
         Ok(())
@@ -471,8 +472,8 @@ impl Memory {
             .map_err(Failure::Index)?;
         let mut store = emb.store.write().unwrap_or_else(|p| p.into_inner());
         let mut counted: HashMap<u64, ()> = HashMap::new();
-        for (h, s, q) in &quantised {
-            store.insert(*h, *s, q);
+        for (h, _, q) in &quantised {
+            store.insert(*h, q);
             counted.insert(*h, ());
         }
         drop(store);
@@ -497,7 +498,8 @@ impl Outage {
         } else {
             (self.backoff * 2).min(max)
         };
-        if !self.active {
+        let mut p = lock(&emb.progress);
+        if p.state != EmbedState::Down {
             warn!(
                 "memory: the embedder at {} cannot embed ({e}); search answers lexically \
                  meanwhile; retrying every {}s at most",
@@ -505,21 +507,20 @@ impl Outage {
                 max.as_secs()
             );
         }
-        self.active = true;
-        emb.set_state(EmbedState::Down, Some(e.to_string()));
+        p.state = EmbedState::Down;
+        p.error = Some(e.to_string());
     }
 
     fn recovered(&mut self, emb: &Embedding) {
-        if self.active || emb.state() == EmbedState::Down {
+        self.backoff = Duration::ZERO;
+        let mut p = lock(&emb.progress);
+        if p.state == EmbedState::Down {
             info!(
                 "memory: the embedder at {} answers again",
                 emb.embedder.shown_url()
             );
-        }
-        self.active = false;
-        self.backoff = Duration::ZERO;
-        if emb.state() == EmbedState::Down {
-            emb.set_state(EmbedState::Embedding, None);
+            p.state = EmbedState::Embedding;
+            p.error = None;
         }
     }
 }

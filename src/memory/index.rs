@@ -29,6 +29,9 @@ pub use super::writer::Writer;
 /// Idle reader connections kept for reuse; more may exist while many searches run at once.
 const READER_POOL: usize = 4;
 
+/// Keys per `IN (…)` list when reading vectors (well under SQLite's variable limit).
+const VECTOR_LOOKUP_KEYS: usize = 250;
+
 /// Why the index could not do something.
 #[derive(Debug)]
 pub enum IndexError {
@@ -443,27 +446,69 @@ impl MemoryIndex {
         })
     }
 
-    /// Calls `f` with every stored vector of `model`: its text hash, scale and bytes.
+    /// Calls `f` with every stored vector of `model`: its text hash and bytes.
     pub fn for_each_vector(
         &self,
         model: &str,
-        mut f: impl FnMut(u64, f32, &[u8]),
+        mut f: impl FnMut(u64, &[u8]),
     ) -> Result<(), IndexError> {
         let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
         self.with_reader(|conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT hash, scale, data FROM vectors WHERE model = ?1")
+                .prepare_cached("SELECT hash, data FROM vectors WHERE model = ?1")
                 .ctx("loading vectors")?;
             let mut rows = stmt.query([model]).ctx("loading vectors")?;
             while let Some(row) = rows.next().ctx("loading vectors")? {
                 let hash = row.get::<_, i64>(0).ctx("loading vectors")? as u64;
-                let scale = row.get::<_, f64>(1).ctx("loading vectors")? as f32;
-                let data = row.get_ref(2).ctx("loading vectors")?;
+                let data = row.get_ref(1).ctx("loading vectors")?;
                 if let rusqlite::types::ValueRef::Blob(bytes) = data {
-                    f(hash, scale, bytes);
+                    f(hash, bytes);
                 }
             }
             Ok(())
+        })
+    }
+
+    /// The stored vectors of `model` for those of `hashes` that have one: (hash, scale,
+    /// bytes).
+    pub fn vectors_of(
+        &self,
+        model: &str,
+        hashes: &[u64],
+    ) -> Result<Vec<(u64, f32, Vec<i8>)>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut out = Vec::with_capacity(hashes.len());
+            // Few statements with many keys each: one lookup per candidate costs a
+            // statement step; a few hundred keys in one IN list cost one.
+            for group in hashes.chunks(VECTOR_LOOKUP_KEYS) {
+                let marks: Vec<String> = (2..group.len() + 2).map(|i| format!("?{i}")).collect();
+                let sql = format!(
+                    "SELECT hash, scale, data FROM vectors WHERE model = ?1 AND hash IN ({})",
+                    marks.join(", ")
+                );
+                let mut stmt = conn.prepare_cached(&sql).ctx("reading vectors")?;
+                let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(group.len() + 1);
+                params.push(model.to_string().into());
+                params.extend(
+                    group
+                        .iter()
+                        .map(|&h| rusqlite::types::Value::Integer(h as i64)),
+                );
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(params))
+                    .ctx("reading vectors")?;
+                while let Some(row) = rows.next().ctx("reading vectors")? {
+                    let hash = row.get::<_, i64>(0).ctx("reading vectors")? as u64;
+                    let scale = row.get::<_, f64>(1).ctx("reading vectors")? as f32;
+                    if let rusqlite::types::ValueRef::Blob(bytes) =
+                        row.get_ref(2).ctx("reading vectors")?
+                    {
+                        out.push((hash, scale, bytes.iter().map(|&b| b as i8).collect()));
+                    }
+                }
+            }
+            Ok(out)
         })
     }
 

@@ -13,11 +13,18 @@ use super::excerpt::{Excerpt, excerpt, window};
 use super::fusion::{Fusion, fuse};
 use super::index::RawHit;
 use super::query::FtsQuery;
+use super::vectors::{normalised, similarity};
 use super::{MAX_LIMIT, Memory, MemoryError, SearchHit};
 
 /// Candidates taken from each ranking before they are merged: a chunk ranked 40th by one
 /// side and 3rd by the other must still be seen.
 const CANDIDATES: usize = 50;
+
+/// Vectors ranked exactly per result wanted, after the sign bits picked them (see
+/// [`vectors`](super::vectors)), and the least: enough that the sign bits' rough order
+/// does not lose the real nearest.
+const OVERSAMPLE: usize = 10;
+const MIN_RESCORED: usize = 200;
 
 /// Lines on each side of a hit looked at for the context it is shown with.
 const CONTEXT_LINES: usize = 40;
@@ -185,7 +192,8 @@ impl Memory {
                 return Ok(None);
             }
         };
-        let nearest = {
+        let query = normalised(&query);
+        let candidates = {
             let store = emb.store.read().unwrap_or_else(|p| p.into_inner());
             if store.dim() != query.len() {
                 debug!(
@@ -195,8 +203,15 @@ impl Memory {
                 );
                 return Ok(None);
             }
-            store.nearest(&query, k)
+            store.candidates(&query, (k * OVERSAMPLE).max(MIN_RESCORED))
         };
+        let stored = self.watch(self.index.vectors_of(emb.embedder.model(), &candidates))?;
+        let mut nearest: Vec<(u64, f32)> = stored
+            .iter()
+            .map(|(h, scale, q)| (*h, similarity(&query, *scale, q)))
+            .collect();
+        nearest.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        nearest.truncate(k);
         let sims: std::collections::HashMap<u64, f32> = nearest.iter().copied().collect();
         let hashes: Vec<u64> = nearest.iter().map(|(h, _)| *h).collect();
         let chunks = self.watch(self.index.chunks_with_hashes(&hashes))?;
