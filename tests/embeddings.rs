@@ -263,6 +263,16 @@ fn a_failing_embedder_is_retried_logged_once_and_recovered_from() {
 }
 
 #[test]
+fn r_shutdown_does_not_wait_for_a_hung_embedder() {
+    let fake = FakeEmbedder::start();
+    fake.set_delay(Duration::from_secs(600));
+    let mut d = start(&fake, "openai", "fake-mini");
+    // The starter files' chunks are the first batch; the fake holds on to it.
+    fake.wait_for_text("fake-mini", "Memory", PATIENCE);
+    assert!(d.stop().success(), "{}", d.stderr());
+}
+
+#[test]
 fn the_fake_makes_paraphrases_close() {
     let cos = |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
     let fact = vector("The Corolla needs new tyres before winter");

@@ -16,7 +16,7 @@ use rusqlite::{Connection, ErrorCode, FileControl, OpenFlags};
 use super::index::{Context, IndexError};
 
 /// Bumped whenever the schema or what is stored changes. A database of
-/// [`LEGACY_VERSION`] is migrated in place (see [`Layout::Legacy`]); any other version is
+/// `LEGACY_VERSION` is migrated in place (see `Layout::Legacy`); any other version is
 /// rebuilt.
 pub const SCHEMA_VERSION: i32 = 2;
 

@@ -83,6 +83,9 @@ struct Progress {
     error: Option<String>,
     /// Until the first sweep the counts are unknown: pending is then the chunk count.
     swept: bool,
+    /// Bumped by every index change; a sweep may only declare `Ready` if none came since
+    /// it listed the chunks.
+    changes: u64,
 }
 
 /// The embedding side of [`Memory`]: the client, the vectors, and the worker's progress.
@@ -132,6 +135,7 @@ impl Embedding {
                 failed: 0,
                 error: None,
                 swept: false,
+                changes: 0,
             }),
             refused: Mutex::new(HashSet::new()),
             wake_tx,
@@ -165,11 +169,24 @@ impl Embedding {
     pub fn note_change(&self) {
         {
             let mut p = lock(&self.progress);
+            p.changes += 1;
             if p.state == EmbedState::Ready {
                 p.state = EmbedState::Embedding;
             }
         }
         let _ = self.wake_tx.try_send(());
+    }
+
+    /// `Ready`, unless the index changed since the sweep that saw `changes` (then the
+    /// worker looks again). Returns whether it is ready.
+    fn set_ready(&self, changes: u64) -> bool {
+        let mut p = lock(&self.progress);
+        if p.changes != changes {
+            return false;
+        }
+        p.state = EmbedState::Ready;
+        p.error = None;
+        true
     }
 
     /// Called after the index database was reopened (deleted, replaced or rebuilt).
@@ -232,6 +249,7 @@ impl Memory {
             {
                 warn!("memory: cannot load stored vectors ({e}); they will be embedded again");
             }
+            let changes = lock(&emb.progress).changes;
             let (pending, referenced) = match self.sweep(emb) {
                 Ok(s) => s,
                 Err(e) => {
@@ -253,7 +271,9 @@ impl Memory {
                     }
                     continue;
                 }
-                emb.set_state(EmbedState::Ready, None);
+                if !emb.set_ready(changes) {
+                    continue;
+                }
                 self.prune(emb, &referenced, &mut pruned);
                 if wait(stop_rx, Some(&emb.wake_rx), None) {
                     break;
@@ -324,8 +344,11 @@ impl Memory {
             warn!("memory: cannot load stored vectors ({e})");
             return;
         }
+        let changes = lock(&emb.progress).changes;
         match self.sweep(emb) {
-            Ok((pending, _)) if pending.is_empty() => emb.set_state(EmbedState::Ready, None),
+            Ok((pending, _)) if pending.is_empty() => {
+                emb.set_ready(changes);
+            }
             Ok(_) => {}
             Err(e) => warn!("memory: cannot count chunks to embed ({e})"),
         }

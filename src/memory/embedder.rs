@@ -1,7 +1,7 @@
 //! The embedding server's client: OpenAI-compatible `/v1/embeddings` (llama.cpp, Ollama,
 //! LM Studio, vLLM, OpenAI) and Ollama's own `/api/embed`, over the providers' `ureq`
 //! agent (timeouts and the mapping of transport errors are theirs, see
-//! [`crate::providers::http`]).
+//! `providers/http.rs`).
 
 use std::fmt;
 use std::io::Read;

@@ -286,7 +286,7 @@ impl MemoryIndex {
         Ok(value)
     }
 
-    /// True while searches read a schema 1 database's tables (see [`Layout::Legacy`]).
+    /// True while searches read a schema 1 database's tables, during its migration.
     pub fn is_legacy(&self) -> bool {
         self.legacy.load(Ordering::SeqCst)
     }

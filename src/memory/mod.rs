@@ -1,4 +1,5 @@
-//! Memory: the Markdown workspace, its SQLite FTS5 index, search and stats.
+//! Memory: the Markdown workspace, its SQLite index, search by words and by meaning, and
+//! stats.
 //!
 //! [`Memory`] ties the parts together. The index follows the files on its own: a scan at
 //! start, [`Memory::refresh_file`] right after the daemon's own writes, and a periodic
@@ -6,10 +7,17 @@
 //! nothing changed compares sizes and mtimes with an in-memory map and runs no SQL at all;
 //! a file whose mtime moved but whose content hash did not is not re-chunked.
 //!
+//! With `[memory.embeddings]` configured, a background thread embeds every chunk's text
+//! (`embed`, over [`embedder`]), vectors are kept by text hash and model in the index and as
+//! sign bits in memory ([`vectors`]), and a search merges the lexical and vector rankings
+//! ([`fusion`]); without vectors it is lexical, and says so ([`SearchOutcome::mode`]).
+//!
 //! Where things are: [`workspace`] (the folder and its files), [`chunk`] (cutting files),
-//! `sync` (index passes), `scan` (the periodic scan thread), [`index`] with `db` and
-//! `writer` (the SQLite side), [`query`] and `search` (free text to ranked chunks),
-//! `excerpt` (what a hit shows), `stats` and `report` (what memory reports).
+//! [`cjk`] (words of scripts written without spaces), `sync` (index passes), `scan` (the
+//! periodic scan and embedding threads), [`index`] with `db` and `writer` (the SQLite side),
+//! [`query`] and `search` (free text to ranked chunks), `excerpt` (what a hit shows),
+//! `embed`, [`embedder`], [`vectors`] and [`fusion`] (meaning), `stats` and `report` (what
+//! memory reports).
 //!
 //! ```no_run
 //! # use std::{path::Path, sync::Arc, time::Duration};

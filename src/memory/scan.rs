@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use log::{debug, info, warn};
 
 use super::Memory;
@@ -59,18 +59,24 @@ impl Memory {
             let memory = Arc::clone(self);
             let flag = Arc::clone(&stop);
             let stop_rx = stop_rx.clone();
+            let (done_tx, done_rx) = bounded::<()>(1);
             std::thread::Builder::new()
                 .name("memory-embed".into())
-                .spawn(move || memory.run_embedder(&flag, &stop_rx))
+                .spawn(move || {
+                    memory.run_embedder(&flag, &stop_rx);
+                    let _ = done_tx.send(());
+                })
                 .map_err(|e| {
                     warn!("memory: cannot start the embedding thread ({e}); search stays lexical")
                 })
                 .ok()
+                .map(|t| (t, done_rx))
         });
         ScanHandle {
             stop,
             wake: Some(wake_tx),
-            threads: thread.into_iter().chain(embedder).collect(),
+            thread,
+            embedder,
         }
     }
 
@@ -103,11 +109,18 @@ impl Memory {
     }
 }
 
-/// Stops the periodic scan thread when dropped.
+/// How long stopping waits for the embedding thread. It stops between batches; one
+/// request to a slow embedder may take up to `memory.embeddings.read_timeout`, and a
+/// shutdown must not wait for that: the batch is simply done again at the next start.
+const EMBEDDER_STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Stops the periodic scan thread (and the embedding thread) when dropped.
 pub struct ScanHandle {
     stop: Arc<AtomicBool>,
     wake: Option<Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// The embedding thread and the channel it signals its end on.
+    embedder: Option<(JoinHandle<()>, Receiver<()>)>,
 }
 
 impl ScanHandle {
@@ -118,9 +131,19 @@ impl ScanHandle {
 
     fn shut(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Dropping the sender wakes the thread from its wait.
+        // Dropping the sender wakes the threads from their waits.
         self.wake = None;
-        for t in self.threads.drain(..) {
+        if let Some((t, done)) = self.embedder.take() {
+            match done.recv_timeout(EMBEDDER_STOP_WAIT) {
+                Err(RecvTimeoutError::Timeout) => {
+                    info!("memory: not waiting for the embedder's answer to the current batch")
+                }
+                _ => {
+                    let _ = t.join();
+                }
+            }
+        }
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }

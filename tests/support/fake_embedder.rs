@@ -58,6 +58,8 @@ struct Shared {
     requests: Mutex<Vec<EmbedRequest>>,
     changed: Condvar,
     failing: AtomicBool,
+    /// Silence before each answer.
+    delay: Mutex<Duration>,
 }
 
 /// The running fake; stops listening when dropped.
@@ -109,6 +111,11 @@ impl FakeEmbedder {
     /// From now on every request answers 500 (`true`), or is served again (`false`).
     pub fn set_failing(&self, failing: bool) {
         self.shared.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// From now on every answer comes after this long (a hung embedder).
+    pub fn set_delay(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
     }
 
     pub fn requests(&self) -> Vec<EmbedRequest> {
@@ -229,6 +236,8 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         });
         shared.changed.notify_all();
     }
+    let delay = *shared.delay.lock().unwrap();
+    thread::sleep(delay);
     let (status, body) = match answer {
         Ok(v) => (200, v.to_string()),
         Err((code, message)) => (code, json!({"error": {"message": message}}).to_string()),
