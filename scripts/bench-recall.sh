@@ -7,6 +7,10 @@
 #   PARTS="recall" scripts/bench-recall.sh   # some of: recall throughput scale
 #   FUSION=rrf VECTOR_WEIGHT=0.6 PARTS=recall scripts/bench-recall.sh   # try other weights
 #
+# On a shared machine other work changes the embedder's speed from one minute to the
+# next: throughput runs ROUNDS (3) rounds, each the embedder alone then the daemon, and
+# sums them.
+#
 # Needs: python3, curl, a release build (built here if missing), the embedder answering on
 # EMBED_URL (default http://127.0.0.1:18082/v1, model EMBED_MODEL all-minilm-l6-v2).
 #
@@ -97,19 +101,23 @@ start_daemon() {
     exit 1
 }
 
-# wait_embedded PORT: until the index is up to date and every chunk has its vector.
+# wait_embedded PORT: until the index is up to date and every chunk has its vector. One
+# process polling over one connection: a poller started anew each time would take CPU from
+# the embedder it is timing.
 wait_embedded() {
-    for _ in $(seq 36000); do
-        if curl -s "http://127.0.0.1:$1/api/memory/stats" | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-e = s["embeddings"]
-sys.exit(0 if s["index"]["state"] == "ready" and e["state"] == "ready" and e["pending"] == 0 else 1)'
-        then return 0; fi
-        sleep 0.1
-    done
-    echo "bench-recall: embedding did not finish" >&2
-    exit 1
+    python3 - "$1" <<'EOF' || { echo "bench-recall: embedding did not finish" >&2; exit 1; }
+import http.client, json, sys, time
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30)
+deadline = time.time() + 3600
+while time.time() < deadline:
+    conn.request("GET", "/api/memory/stats")
+    s = json.loads(conn.getresponse().read())
+    e = s["embeddings"]
+    if s["index"]["state"] == "ready" and e["state"] == "ready" and e["pending"] == 0:
+        sys.exit(0)
+    time.sleep(0.05)
+sys.exit(1)
+EOF
 }
 
 rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
@@ -163,7 +171,8 @@ for c, t in rows:
 json.dump(texts, sys.stdout)
 EOF
     count=$(python3 -c "import json; print(len(json.load(open('$WORK/tp/texts.json'))))")
-    for round in 1 2; do
+    direct_sum=0 daemon_sum=0
+    for round in $(seq "${ROUNDS:-3}"); do
         direct=$(python3 - "$EMBED_URL" "$EMBED_MODEL" "$WORK/tp/texts.json" <<'EOF'
 import http.client, json, sys, time, urllib.parse
 url, model, texts = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
@@ -191,7 +200,10 @@ EOF
         ratio=$(python3 -c "print(f'{$daemon / $direct:.2f}')")
         printf '  round %d: %d texts; embedder alone %7.1f texts/s, through the daemon %7.1f texts/s (start to all embedded): %sx\n' \
             "$round" "$count" "$direct" "$daemon" "$ratio"
+        direct_sum=$(python3 -c "print($direct_sum + $count / $direct)")
+        daemon_sum=$(python3 -c "print($daemon_sum + $count / $daemon)")
     done
+    python3 -c "print(f'  all rounds: embedder alone {$direct_sum:.1f} s, through the daemon {$daemon_sum:.1f} s: {$direct_sum / $daemon_sum:.2f}x')"
 fi
 
 if [[ " $PARTS " == *" scale "* ]]; then
@@ -201,7 +213,7 @@ if [[ " $PARTS " == *" scale "* ]]; then
     python3 "$RECALL/generate.py" "$WORK/scale/data/workspace" --years 53 >/dev/null
     use_home "$WORK/scale"
     write_config "$WORK/scale" 31413 no
-    "$BIN" memory reindex 2>/dev/null
+    "$BIN" memory reindex 2>/dev/null | sed 's/^/  /'
     python3 "$RECALL/fill_vectors.py" "$WORK/scale/cache/memory-index.sqlite" "$EMBED_MODEL" |
         sed 's/^/  /'
     write_config "$WORK/scale" 31413 yes

@@ -48,6 +48,28 @@ pub struct Chunk {
     pub context: String,
 }
 
+/// The start of `text` that holds at most `max` word pieces (as [`estimate_tokens`]
+/// counts them), cut at a word boundary where one is near: a search's text sent to the
+/// embedder must fit its window like a chunk does.
+pub fn truncate_tokens(text: &str, max: usize) -> &str {
+    if estimate_tokens(text) <= max {
+        return text;
+    }
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() && estimate_tokens(&text[..i]) > max {
+            break;
+        }
+        end = i + c.len_utf8();
+        if !c.is_whitespace() && estimate_tokens(&text[..end]) > max {
+            // A run without spaces (CJK, a long token): cut inside it.
+            end = i;
+            break;
+        }
+    }
+    text[..end].trim_end()
+}
+
 impl Chunk {
     /// What an embedder reads for this chunk (see [`embed_text`]).
     pub fn embed_text(&self) -> String {
@@ -690,6 +712,20 @@ mod tests {
         assert_eq!(embed_text("Car", "# Car\n\n- tyres"), "Car\n- tyres");
         assert_eq!(embed_text("Memory > Work", "## Work"), "Memory > Work");
         assert_eq!(embed_text("", "# Title"), "# Title");
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_the_token_bound() {
+        assert_eq!(truncate_tokens("short text", 10), "short text");
+        let long = "word ".repeat(100);
+        let cut = truncate_tokens(&long, 20);
+        assert!(
+            estimate_tokens(cut) <= 20 && estimate_tokens(cut) >= 19,
+            "{cut:?}"
+        );
+        let cjk = "東京".repeat(100);
+        let cut = truncate_tokens(&cjk, 30);
+        assert_eq!(estimate_tokens(cut), 30);
     }
 
     #[test]

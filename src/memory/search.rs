@@ -8,7 +8,9 @@ use std::str::FromStr;
 use log::debug;
 use serde::Serialize;
 
+use super::chunk::truncate_tokens;
 use super::embed::EmbedState;
+use super::embedder::EmbedError;
 use super::excerpt::{Excerpt, excerpt, window};
 use super::fusion::{Fusion, fuse};
 use super::index::RawHit;
@@ -185,8 +187,16 @@ impl Memory {
         if emb.state() != EmbedState::Ready || self.index.is_legacy() {
             return Ok(None);
         }
-        let query = match emb.embedder.embed_query(text) {
+        let query = match emb
+            .embedder
+            .embed_query(truncate_tokens(text, self.params.max_tokens))
+        {
             Ok(v) => v,
+            Err(EmbedError::Refused(why)) => {
+                // This text (the embedder answers others): lexical for this search only.
+                debug!("memory: the embedder refused a search's text ({why})");
+                return Ok(None);
+            }
             Err(e) => {
                 emb.note_query_failure(&e);
                 return Ok(None);
