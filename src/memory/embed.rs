@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use log::{info, warn};
@@ -241,6 +241,7 @@ impl Memory {
             backoff: Duration::ZERO,
         };
         let mut pruned = false;
+        let mut run: Option<Run> = None;
         'sweep: while !stop.load(Ordering::SeqCst) {
             // Woken from here on means "look again".
             while emb.wake_rx.try_recv().is_ok() {}
@@ -274,6 +275,17 @@ impl Memory {
                 if !emb.set_ready(changes) {
                     continue;
                 }
+                if let Some(run) = run.take().filter(|r| r.texts > 0) {
+                    let took = run.started.elapsed();
+                    info!(
+                        "memory: embedded {} chunk texts in {:.1} s ({:.0}/s; {:.1} s of it \
+                         waiting for the embedder)",
+                        run.texts,
+                        took.as_secs_f64(),
+                        run.texts as f64 / took.as_secs_f64().max(0.001),
+                        run.waiting.as_secs_f64()
+                    );
+                }
                 self.prune(emb, &referenced, &mut pruned);
                 if wait(stop_rx, Some(&emb.wake_rx), None) {
                     break;
@@ -290,13 +302,16 @@ impl Memory {
                 if !emb.wake_rx.is_empty() {
                     continue 'sweep;
                 }
-                match self.embed_texts(emb, batch) {
+                let current = run.get_or_insert_with(Run::start);
+                match self.embed_texts(emb, batch, current) {
                     Ok(()) => {
                         outage.recovered(emb);
                         emb.set_state(EmbedState::Embedding, None);
                     }
                     Err(Failure::Embedder(e)) => {
                         outage.failed(emb, &e, emb.max_backoff);
+                        // An outage is not embedding time: the next run is timed afresh.
+                        run = None;
                         continue 'sweep;
                     }
                     Err(Failure::Index(e)) => {
@@ -416,25 +431,41 @@ impl Memory {
 
     /// Embeds and stores one batch. A refused batch is split to find the texts at fault;
     /// a single refused text is left out when the embedder still answers a probe.
-    fn embed_texts(&self, emb: &Embedding, hashes: &[u64]) -> Result<(), Failure> {
+    fn embed_texts(
+        &self,
+        emb: &Embedding,
+        hashes: &[u64],
+        run: &mut Run,
+    ) -> Result<(), Failure> {
         let items = self.index.embed_texts(hashes).map_err(Failure::Index)?;
         if items.is_empty() {
             return Ok(());
         }
-        self.embed_items(emb, &items)
+        self.embed_items(emb, &items, run)
     }
 
-    fn embed_items(&self, emb: &Embedding, items: &[(u64, String)]) -> Result<(), Failure> {
+    fn embed_items(
+        &self,
+        emb: &Embedding,
+        items: &[(u64, String)],
+        run: &mut Run,
+    ) -> Result<(), Failure> {
         let texts: Vec<String> = items.iter().map(|(_, t)| t.clone()).collect();
-        match emb.embedder.embed(&texts) {
-            Ok(vectors) => self.store_vectors(emb, items, &vectors),
+        let asked = Instant::now();
+        let answer = emb.embedder.embed(&texts);
+        run.waiting += asked.elapsed();
+        match answer {
+            Ok(vectors) => {
+                run.texts += items.len();
+                self.store_vectors(emb, items, &vectors)
+            }
             Err(EmbedError::Refused(why)) if items.len() > 1 => {
                 if let Err(e) = emb.embedder.embed(&["ok".to_string()]) {
                     return Err(Failure::Embedder(e));
                 }
                 let (a, b) = items.split_at(items.len() / 2);
-                self.embed_items(emb, a)?;
-                self.embed_items(emb, b).map_err(|e| match e {
+                self.embed_items(emb, a, run)?;
+                self.embed_items(emb, b, run).map_err(|e| match e {
                     Failure::Embedder(EmbedError::Refused(_)) => {
                         Failure::Embedder(EmbedError::Refused(why))
                     }
@@ -505,6 +536,24 @@ impl Memory {
         p.embedded += n;
         p.pending = p.pending.saturating_sub(n);
         Ok(())
+    }
+}
+
+/// One stretch of embedding, from the first batch to nothing pending, for the log line
+/// that says how long it took and how much of that was the embedder's own time.
+struct Run {
+    started: Instant,
+    texts: usize,
+    waiting: Duration,
+}
+
+impl Run {
+    fn start() -> Run {
+        Run {
+            started: Instant::now(),
+            texts: 0,
+            waiting: Duration::ZERO,
+        }
     }
 }
 
