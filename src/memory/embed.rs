@@ -431,12 +431,7 @@ impl Memory {
 
     /// Embeds and stores one batch. A refused batch is split to find the texts at fault;
     /// a single refused text is left out when the embedder still answers a probe.
-    fn embed_texts(
-        &self,
-        emb: &Embedding,
-        hashes: &[u64],
-        run: &mut Run,
-    ) -> Result<(), Failure> {
+    fn embed_texts(&self, emb: &Embedding, hashes: &[u64], run: &mut Run) -> Result<(), Failure> {
         let items = self.index.embed_texts(hashes).map_err(Failure::Index)?;
         if items.is_empty() {
             return Ok(());
