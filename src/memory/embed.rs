@@ -146,6 +146,12 @@ impl Embedding {
         })
     }
 
+    /// Says a worker thread is about to run, so searches leave loading the vectors to it.
+    /// Called before the thread starts: a search arriving first must not load them too.
+    pub fn expect_worker(&self) {
+        self.worker.store(true, Ordering::SeqCst);
+    }
+
     pub fn state(&self) -> EmbedState {
         lock(&self.progress).state
     }

@@ -55,7 +55,8 @@ impl Memory {
                 None
             }
         };
-        let embedder = self.embedding.as_ref().and_then(|_| {
+        let embedder = self.embedding.as_ref().and_then(|emb| {
+            emb.expect_worker();
             let memory = Arc::clone(self);
             let flag = Arc::clone(&stop);
             let stop_rx = stop_rx.clone();
