@@ -153,6 +153,10 @@ pub enum MemoryCommand {
         /// Print the same JSON as GET /api/memory/search
         #[arg(long)]
         json: bool,
+        /// Ranking: hybrid, lexical or vector (default: hybrid with embeddings configured,
+        /// else lexical; lexical whenever vectors cannot be used)
+        #[arg(long, value_name = "MODE", value_parser = clap::value_parser!(crate::memory::SearchMode))]
+        mode: Option<crate::memory::SearchMode>,
     },
     /// Bring the index up to date with the workspace files
     Reindex {
@@ -376,15 +380,22 @@ fn run_memory(
         .map_err(sys("cannot create directories"))?;
     let memory = Memory::open(&cfg.memory, &paths.workspace, &paths.index_db())?;
     match cmd {
-        MemoryCommand::Search { query, limit, json } => {
+        MemoryCommand::Search {
+            query,
+            limit,
+            json,
+            mode,
+        } => {
             let text = query.join(" ");
             update_index(&memory, false)?;
-            let results = memory.search(&text, usize::from(limit))?;
+            let outcome = memory.search_with(&text, usize::from(limit), mode)?;
+            let results = outcome.hits;
             if json {
                 let answer = crate::server::handlers::memory::SearchAnswer {
                     query: &text,
                     total: results.len(),
                     results,
+                    mode: outcome.mode,
                 };
                 println!("{}", to_json(&answer)?);
             } else if results.is_empty() {

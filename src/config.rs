@@ -4,6 +4,7 @@
 //! value that parses but makes no sense (port 0, a bind that is not an IP address, an
 //! unknown provider) is reported as `section.key: value: why`.
 
+mod memory;
 mod reach;
 mod values;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use memory::{EMBEDDING_PROVIDERS, EmbeddingsConfig, MemoryConfig};
 pub use reach::{EventsConfig, NotifyConfig, TelegramConfig, redact_url};
 pub use values::{ModelRef, ProviderKind, Span, ToolPattern, Zone};
 
@@ -262,35 +264,6 @@ impl Default for ClaudeCliConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MemoryConfig {
-    /// Empty: `<data dir>/workspace`.
-    pub workspace: String,
-    /// How often the workspace is stat-scanned for edits made outside the daemon.
-    pub scan_interval: Span,
-    pub chunk_chars: usize,
-    pub chunk_overlap_lines: usize,
-    /// Longest `content` returned by a search result.
-    pub result_chars: usize,
-    /// Larger Markdown files are not indexed (logged once), so one huge file cannot
-    /// exhaust a small machine's memory.
-    pub max_file_bytes: u64,
-}
-
-impl Default for MemoryConfig {
-    fn default() -> Self {
-        MemoryConfig {
-            workspace: String::new(),
-            scan_interval: Span::secs(3),
-            chunk_chars: 1600,
-            chunk_overlap_lines: 2,
-            result_chars: 700,
-            max_file_bytes: 32 * 1024 * 1024,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHours {
     pub start: String,
@@ -494,6 +467,7 @@ impl Config {
             Err(e) => return Err(ConfigError::Read(path.to_path_buf(), e)),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
+        config.memory.embeddings.inherit(&config.providers);
         config.validate()?;
         Ok(config)
     }
@@ -581,6 +555,7 @@ impl Config {
             ("agent.history_chars", self.agent.history_chars, 1000),
             ("memory.chunk_chars", self.memory.chunk_chars, 200),
             ("memory.result_chars", self.memory.result_chars, 50),
+            ("memory.chunk_tokens", self.memory.chunk_tokens, 32),
             ("tools.output_max_bytes", self.tools.output_max_bytes, 256),
         ] {
             if value < min {
@@ -594,6 +569,7 @@ impl Config {
                 "must be at most 20",
             ));
         }
+        self.memory.embeddings.validate()?;
         if s.queue > 100_000 || s.chat_queue > 10_000 {
             return Err(invalid("server.queue", s.queue, "is unreasonably large"));
         }
@@ -713,6 +689,7 @@ impl Config {
             &mut shown.providers.openai.api_key,
             &mut shown.providers.anthropic.api_key,
             &mut shown.telegram.bot_token,
+            &mut shown.memory.embeddings.api_key,
         ] {
             if !secret.is_empty() {
                 *secret = "<redacted>".into();

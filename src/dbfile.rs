@@ -1,5 +1,6 @@
-//! SQLite database files seen from outside SQLite: is the file still a database, and
-//! moving a damaged one aside.
+//! SQLite database files seen from outside SQLite: is the file still a database, is it
+//! still the file a connection has open, and moving aside or deleting a damaged one
+//! together with its `-wal`/`-shm` companions.
 //!
 //! SQLite keeps pages it has read in its cache and, in WAL mode, never looks at the main
 //! file's header again while the WAL is unchanged: a file overwritten under a running
@@ -8,7 +9,10 @@
 
 use std::fs;
 use std::io::{self, Read};
+use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, FileControl};
 
 /// The first 16 bytes of every SQLite 3 database.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -34,6 +38,68 @@ pub fn check_header(path: &Path) -> Result<(), String> {
     Err("it does not start with the SQLite header".into())
 }
 
+/// True when SQLite reports the database file itself as damaged (as opposed to a lock, a
+/// full disk or a permission): the errors a new file cures.
+pub fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// True when the file at `path` is no longer the one `conn` has open: deleted, or replaced
+/// by a rename (a user cleaning a cache, another process that rebuilt it).
+pub fn has_moved(conn: &Connection, path: &Path) -> bool {
+    let mut moved: c_int = 0;
+    match conn.file_control(Some("main"), FileControl::HasMoved(&mut moved)) {
+        Ok(()) => moved != 0,
+        Err(_) => !path.exists(),
+    }
+}
+
+/// The database's write-ahead log, `<path>-wal`.
+pub fn wal_path(path: &Path) -> PathBuf {
+    with_suffix(path, "-wal")
+}
+
+/// The database's shared-memory index, `<path>-shm`.
+pub fn shm_path(path: &Path) -> PathBuf {
+    with_suffix(path, "-shm")
+}
+
+/// Deletes the database and its `-wal`/`-shm` files; missing ones are fine. For a cache
+/// that is rebuilt from elsewhere; user data is moved aside instead ([`move_aside`]).
+pub fn remove(path: &Path) -> io::Result<()> {
+    for p in [path.to_path_buf(), wal_path(path), shm_path(path)] {
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot remove {}: {e}", p.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the database and its `-wal`/`-shm` files the owner's alone, whatever the umask
+/// (SQLite gives the companions the database file's mode). Best effort: a file that does
+/// not exist yet is skipped.
+pub fn make_private(path: &Path) {
+    for p in [path.to_path_buf(), wal_path(path), shm_path(path)] {
+        let _ = crate::paths::make_private(&p);
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// Renames a damaged database and its `-wal`/`-shm` files to
 /// `<name>.corrupt-<UTC time>` (plus the same suffixes, so SQLite still pairs them for a
 /// recovery) and returns the new path of the database. Nothing is deleted.
@@ -49,8 +115,8 @@ pub fn move_aside(path: &Path) -> io::Result<PathBuf> {
         target = PathBuf::from(format!("{base}-{n}"));
     }
     for suffix in ["-wal", "-shm", ""] {
-        let from = PathBuf::from(format!("{}{suffix}", path.display()));
-        let to = PathBuf::from(format!("{}{suffix}", target.display()));
+        let from = with_suffix(path, suffix);
+        let to = with_suffix(&target, suffix);
         match fs::rename(&from, &to) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -96,6 +162,24 @@ mod tests {
         let second = move_aside(&db).unwrap();
         assert_ne!(first, second, "a second copy does not replace the first");
         assert_eq!(fs::read(&second).unwrap(), b"again");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn companions_are_removed_together_and_moves_are_noticed() {
+        let dir = std::env::temp_dir().join(format!("lgpt-dbfile-rm-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("c.sqlite");
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t(x);")
+            .unwrap();
+        assert!(wal_path(&db).exists() && shm_path(&db).exists());
+        assert!(!has_moved(&conn, &db));
+        remove(&db).unwrap();
+        assert!(!db.exists() && !wal_path(&db).exists() && !shm_path(&db).exists());
+        assert!(has_moved(&conn, &db));
+        remove(&db).unwrap();
+        drop(conn);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

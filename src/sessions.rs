@@ -15,9 +15,10 @@ use std::sync::Mutex;
 
 use log::{error, warn};
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, FileControl, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::dbfile;
 use crate::providers::{Context, Message, Role, ToolCall};
 use crate::sync::lock;
 
@@ -143,13 +144,6 @@ fn parse_role(s: &str) -> Role {
     }
 }
 
-fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
-    )
-}
-
 /// Opens the database at `path`, creating it (0600, and its folder) when missing. A file
 /// that is not a database, or that SQLite finds corrupt while opening it, is moved aside
 /// with a warning and a new database is created in its place.
@@ -157,11 +151,11 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent() {
         crate::paths::create_private_dir(dir).map_err(|e| StoreError(e.to_string()))?;
     }
-    if let Err(why) = crate::dbfile::check_header(path) {
+    if let Err(why) = dbfile::check_header(path) {
         set_aside(path, &why)?;
     }
     match init(path) {
-        Err(e) if is_corruption(&e) => {
+        Err(e) if dbfile::is_corruption(&e) => {
             set_aside(path, &e.to_string())?;
             init(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))
         }
@@ -170,7 +164,7 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
 }
 
 fn set_aside(path: &Path, why: &str) -> Result<(), StoreError> {
-    let aside = crate::dbfile::move_aside(path).map_err(|e| StoreError(e.to_string()))?;
+    let aside = dbfile::move_aside(path).map_err(|e| StoreError(e.to_string()))?;
     warn!(
         "sessions database {} is corrupt ({why}): moved aside to {} (kept for recovery, \
          e.g. `sqlite3 FILE .recover`); starting a new, empty one",
@@ -250,16 +244,6 @@ fn init(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// True when the file at `path` is no longer the one `conn` has open (deleted, or
-/// replaced by a rename).
-fn moved(conn: &Connection, path: &Path) -> bool {
-    let mut moved: std::os::raw::c_int = 0;
-    match conn.file_control(Some("main"), FileControl::HasMoved(&mut moved)) {
-        Ok(()) => moved != 0,
-        Err(_) => !path.exists(),
-    }
-}
-
 impl SessionStore {
     /// Opens (creating, 0600) the database at `path`; a corrupt one is moved aside.
     pub fn open(path: &Path) -> Result<SessionStore, StoreError> {
@@ -294,7 +278,11 @@ impl SessionStore {
     ) -> Result<T, StoreError> {
         let mut state = lock(&self.state);
         let state = &mut *state;
-        if state.conn.as_ref().is_some_and(|c| moved(c, &self.path)) {
+        if state
+            .conn
+            .as_ref()
+            .is_some_and(|c| dbfile::has_moved(c, &self.path))
+        {
             warn!(
                 "sessions database {} was deleted or replaced while the daemon ran; \
                  opening what is there now (a new, empty database if nothing is)",
@@ -310,7 +298,7 @@ impl SessionStore {
             None => state.conn.insert(open_conn(&self.path)?),
         };
         if state.damaged.is_none()
-            && let Err(why) = crate::dbfile::check_header(&self.path)
+            && let Err(why) = dbfile::check_header(&self.path)
         {
             // Leave the file as it was found: no checkpoint writes into it at close.
             let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
@@ -328,7 +316,7 @@ impl SessionStore {
             )));
         }
         f(conn).map_err(|e| {
-            let corrupt = if is_corruption(&e) {
+            let corrupt = if dbfile::is_corruption(&e) {
                 error!("sessions database {}: {e}", self.path.display());
                 " (the database is corrupt: stop the daemon and move the file aside; \
                  `sqlite3 FILE .recover` salvages what is readable)"

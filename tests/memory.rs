@@ -383,3 +383,89 @@ fn cli_works_with_and_without_the_daemon() {
     let (status, _, err) = d.home.run(&["memory", "search", "x", "-l", "101"]);
     assert_eq!(status.code(), Some(2), "{err}");
 }
+
+#[test]
+fn words_are_found_in_other_forms() {
+    let d = Daemon::start(FAST_SCAN);
+    write(
+        &d.home.workspace(),
+        "memory/2026-01-14.md",
+        "- 10:02 Passport renewal done at the town hall\n- 18:30 Went running by the river\n",
+    );
+    wait_for_hit(&d, "passport", "memory/2026-01-14.md");
+    for (q, line) in [
+        ("renew", 1),
+        ("renewed passports", 1),
+        ("runs", 2),
+        ("rivers", 2),
+    ] {
+        let results = search(&d, q);
+        assert_eq!(results.len(), 1, "{q:?}: {results:?}");
+        let (start, end) = (
+            results[0]["line_start"].as_u64().unwrap(),
+            results[0]["line_end"].as_u64().unwrap(),
+        );
+        assert!(start <= line && line <= end, "{q:?}: {results:?}");
+    }
+}
+
+#[test]
+fn a_cjk_word_inside_a_sentence_is_found() {
+    let d = Daemon::start(FAST_SCAN);
+    write(
+        &d.home.workspace(),
+        "knowledge/trip.md",
+        "# 旅行\n\n昨日は東京タワーに行って、夜景を見ました。\n서울에서 친구를 만났어요.\n",
+    );
+    wait_for_hit(&d, "東京タワー", "knowledge/trip.md");
+    for q in ["タワー", "夜景", "行って", "서울", "친구"] {
+        let results = search(&d, q);
+        assert_eq!(results.len(), 1, "{q:?}: {results:?}");
+        assert_eq!(results[0]["file"], "knowledge/trip.md");
+    }
+    assert!(search(&d, "大阪").is_empty());
+}
+
+#[test]
+fn search_says_which_mode_ran_and_checks_it() {
+    let d = Daemon::start(FAST_SCAN);
+    write(
+        &d.home.workspace(),
+        "knowledge/m.md",
+        "the kinkajou climbs\n",
+    );
+    wait_for_hit(&d, "kinkajou", "knowledge/m.md");
+    // Without embeddings every mode answers lexically, and says so.
+    for mode in ["", "&mode=lexical", "&mode=hybrid", "&mode=vector"] {
+        let (status, body) = d.get(&format!("{}{mode}", search_path("kinkajou", None)));
+        assert_eq!(status, 200, "{mode}: {body}");
+        assert_eq!(body["mode"], "lexical", "{mode}: {body}");
+        assert_eq!(body["total"], 1);
+    }
+    for bad in ["fuzzy", "", "HYBRID!"] {
+        let (status, body) = d.get(&format!("{}&mode={bad}", search_path("kinkajou", None)));
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "invalid_request"),
+            "{bad}"
+        );
+        assert!(error_message(&body).contains("'mode'"), "{body}");
+    }
+    let (_, s) = d.get("/api/memory/stats");
+    assert_eq!(s["embeddings"]["state"], "off", "{s}");
+    assert_eq!(s["embeddings"]["provider"], "");
+    let (_, s) = d.get("/api/status");
+    assert_eq!(s["embeddings"]["state"], "off", "{s}");
+    let (status, out, err) = d
+        .home
+        .run(&["memory", "search", "kinkajou", "--mode", "vector", "--json"]);
+    assert!(status.success(), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["mode"].as_str(), v["total"].as_u64()),
+        (Some("lexical"), Some(1))
+    );
+    let (status, _, err) = d.home.run(&["memory", "search", "x", "--mode", "fuzzy"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("hybrid, lexical or vector"), "{err}");
+}

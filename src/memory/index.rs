@@ -5,70 +5,32 @@
 //! nothing here is ever fatal for the daemon: a bad file is deleted and recreated.
 //!
 //! WAL mode lets searches read the last committed state while the writer works, and lets
-//! the CLI and the daemon use the same file. Every connection keeps its WAL file on close
-//! (`PERSIST_WAL`): SQLite otherwise deletes `-wal`/`-shm` *by name* when the last
-//! connection to a database closes, and a connection still open on a replaced (rebuilt or
-//! deleted) database would then delete the new database's files.
+//! the CLI and the daemon use the same file. Connections are opened in `db`; the
+//! statements of a write are in `writer`.
 
 use std::fs;
-use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
-use std::time::Duration;
 
 use log::warn;
-use rusqlite::{Connection, ErrorCode, FileControl, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use super::db::{Layout, check_header, drop_legacy, open_reader, open_writer, rebuildable};
+use super::query::FtsQuery;
+use crate::dbfile::{make_private, wal_path};
+
+#[cfg(test)]
 use super::chunk::Chunk;
 
-/// Bumped whenever the schema or what is stored changes; a database with another version
-/// is rebuilt.
-pub const SCHEMA_VERSION: i32 = 1;
-
-/// How long a connection waits for another writer (the CLI while the daemon runs, or the
-/// other way round) before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::db::SCHEMA_VERSION;
+pub use super::writer::Writer;
 
 /// Idle reader connections kept for reuse; more may exist while many searches run at once.
 const READER_POOL: usize = 4;
 
-/// After a checkpoint the kept WAL file is cut back to this size.
-const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
-
-// Chunk text is stored once, in `chunks`; the FTS table indexes it as an external-content
-// table. (A contentless-delete table would do the same, but needs SQLite 3.43; external
-// content keeps the database readable by the `sqlite3` shipped with older distributions,
-// which is how a user inspects it.)
-const SCHEMA: &str = "
-CREATE TABLE files (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    hash INTEGER NOT NULL,
-    lines INTEGER NOT NULL,
-    chunks INTEGER NOT NULL,
-    indexed_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    line_start INTEGER NOT NULL,
-    line_end INTEGER NOT NULL,
-    content TEXT NOT NULL
-);
-CREATE INDEX chunks_path ON chunks(path);
-CREATE VIRTUAL TABLE chunks_fts USING fts5(
-    content,
-    content = 'chunks',
-    content_rowid = 'id',
-    tokenize = 'unicode61 remove_diacritics 2'
-);
-CREATE TABLE meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-";
+/// Keys per `IN (…)` list when reading vectors (well under SQLite's variable limit).
+const VECTOR_LOOKUP_KEYS: usize = 250;
 
 /// Why the index could not do something.
 #[derive(Debug)]
@@ -83,7 +45,7 @@ impl IndexError {
     /// True when the database file itself is damaged and should be rebuilt.
     pub fn is_corruption(&self) -> bool {
         match self {
-            IndexError::Sqlite(_, e) => is_corruption(e),
+            IndexError::Sqlite(_, e) => crate::dbfile::is_corruption(e),
             IndexError::Io(_) => false,
         }
     }
@@ -100,14 +62,7 @@ impl std::fmt::Display for IndexError {
 
 impl std::error::Error for IndexError {}
 
-fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
-    )
-}
-
-trait Context<T> {
+pub(super) trait Context<T> {
     fn ctx(self, what: &'static str) -> Result<T, IndexError>;
 }
 
@@ -142,12 +97,23 @@ pub struct FileRow {
 /// A search match before scoring and trimming.
 #[derive(Debug, Clone)]
 pub struct RawHit {
+    /// The chunk's row id (of the schema 1 table while that is served).
+    pub id: i64,
     pub path: String,
     pub line_start: usize,
     pub line_end: usize,
     pub content: String,
-    /// FTS5 `bm25()`: negative, lower is better.
+    /// FTS5 `bm25()`: negative, lower is better; 0 for a hit found by its vector.
     pub rank: f64,
+}
+
+/// A chunk near a hit, for showing the hit with the lines around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub id: i64,
+    pub line_start: usize,
+    pub line_end: usize,
+    pub content: String,
 }
 
 /// The memory index database.
@@ -161,6 +127,9 @@ pub struct MemoryIndex {
     /// Searches hold it shared; replacing the database holds it exclusively, so the swap
     /// is never seen half done.
     swap: RwLock<()>,
+    /// Searches read the schema 1 tables: this build's are being filled (see
+    /// [`Layout::Legacy`]).
+    legacy: AtomicBool,
 }
 
 impl MemoryIndex {
@@ -172,7 +141,7 @@ impl MemoryIndex {
             crate::paths::create_private_dir(dir).map_err(|e| IndexError::Io(e.to_string()))?;
         }
         let existed = path.exists();
-        let (writer, opened) = match check_header(path).and_then(|()| open_writer(path)) {
+        let ((writer, layout), opened) = match check_header(path).and_then(|()| open_writer(path)) {
             Ok(conn) if existed => (conn, Opened::Existing),
             Ok(conn) => (conn, Opened::Created),
             Err(e) if rebuildable(&e) => {
@@ -194,6 +163,7 @@ impl MemoryIndex {
                 readers: Mutex::new(Vec::new()),
                 generation: AtomicU64::new(0),
                 swap: RwLock::new(()),
+                legacy: AtomicBool::new(layout == Layout::Legacy),
             },
             opened,
         ))
@@ -216,12 +186,7 @@ impl MemoryIndex {
     /// True when the database file was deleted or replaced (by a user cleaning the cache, or
     /// by another process that rebuilt it) since this index opened it.
     pub fn file_replaced(&self) -> bool {
-        let conn = lock(&self.writer);
-        let mut moved: c_int = 0;
-        match conn.file_control(Some("main"), FileControl::HasMoved(&mut moved)) {
-            Ok(()) => moved != 0,
-            Err(_) => !self.path.exists(),
-        }
+        crate::dbfile::has_moved(&lock(&self.writer), &self.path)
     }
 
     /// True when the file no longer starts like an SQLite database (overwritten in place,
@@ -244,31 +209,35 @@ impl MemoryIndex {
             Connection::open_in_memory().ctx("opening a placeholder connection")?,
         );
         drop(old);
-        let opened = if discard {
+        let (layout, opened) = if discard {
             remove_db_files(&self.path)?;
-            *writer = open_writer(&self.path)?;
-            Opened::Rebuilt("discarded".into())
+            let (conn, layout) = open_writer(&self.path)?;
+            *writer = conn;
+            (layout, Opened::Rebuilt("discarded".into()))
         } else {
             let existed = self.path.exists();
             match check_header(&self.path).and_then(|()| open_writer(&self.path)) {
-                Ok(conn) => {
+                Ok((conn, layout)) => {
                     *writer = conn;
                     if existed {
-                        Opened::Existing
+                        (layout, Opened::Existing)
                     } else {
-                        Opened::Created
+                        (layout, Opened::Created)
                     }
                 }
                 Err(e) if rebuildable(&e) => {
                     let why = e.to_string();
                     warn!("memory index is unusable ({why}); rebuilding it");
                     remove_db_files(&self.path)?;
-                    *writer = open_writer(&self.path)?;
-                    Opened::Rebuilt(why)
+                    let (conn, layout) = open_writer(&self.path)?;
+                    *writer = conn;
+                    (layout, Opened::Rebuilt(why))
                 }
                 Err(e) => return Err(e),
             }
         };
+        self.legacy
+            .store(layout == Layout::Legacy, Ordering::SeqCst);
         make_private(&self.path);
         Ok(opened)
     }
@@ -317,52 +286,252 @@ impl MemoryIndex {
         Ok(value)
     }
 
+    /// True while searches read a schema 1 database's tables, during its migration.
+    pub fn is_legacy(&self) -> bool {
+        self.legacy.load(Ordering::SeqCst)
+    }
+
+    /// Ends a migration: drops the schema 1 tables, so searches read this build's tables
+    /// (which a full pass has just filled).
+    pub fn finish_migration(&self) -> Result<(), IndexError> {
+        let _exclusive = self.swap.write().unwrap_or_else(|p| p.into_inner());
+        if !self.is_legacy() {
+            return Ok(());
+        }
+        drop_legacy(&lock(&self.writer))?;
+        // Pooled readers hold statements prepared on the dropped tables.
+        lock(&self.readers).clear();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.legacy.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// The best `limit` chunks for an FTS5 `MATCH` expression, best first.
     pub fn search(&self, expr: &str, limit: usize) -> Result<Vec<RawHit>, IndexError> {
         let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
-        let reader = self.reader()?;
-        let result = (|| {
-            // `ORDER BY rank ... LIMIT` inside the FTS query lets FTS5 keep only the top
-            // rows while scoring, instead of sorting every match.
-            let mut stmt = reader
-                .conn
+        self.with_reader(|conn| match_chunks(conn, expr, limit, self.is_legacy()))
+    }
+
+    /// The best `limit` chunks for a user's query, best first: those holding every term,
+    /// or when there are none, those holding any. Also says whether the schema 1 tables
+    /// answered (their chunks have no neighbours to show).
+    pub fn search_query(
+        &self,
+        query: &FtsQuery,
+        limit: usize,
+    ) -> Result<(Vec<RawHit>, bool), IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        let legacy = self.is_legacy();
+        let (all, any) = if legacy {
+            (query.legacy_all_terms(), query.legacy_any_term())
+        } else {
+            (query.all_terms(), query.any_term())
+        };
+        let Some(all) = all else {
+            return Ok((Vec::new(), legacy));
+        };
+        let hits = self.with_reader(|conn| {
+            let hits = match_chunks(conn, &all, limit, legacy)?;
+            match any {
+                Some(any) if hits.is_empty() => match_chunks(conn, &any, limit, legacy),
+                _ => Ok(hits),
+            }
+        })?;
+        Ok((hits, legacy))
+    }
+
+    /// The chunks whose text hashes to each of `hashes` (in that order; several chunks may
+    /// share a text, and a hash whose chunks are gone finds none).
+    pub fn chunks_with_hashes(&self, hashes: &[u64]) -> Result<Vec<(u64, RawHit)>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut stmt = conn
                 .prepare_cached(
-                    "SELECT c.path, c.line_start, c.line_end, c.content, f.rank
-                     FROM (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1
-                           ORDER BY rank LIMIT ?2) AS f
-                     JOIN chunks AS c ON c.id = f.rowid
-                     ORDER BY f.rank",
+                    "SELECT id, path, line_start, line_end, content FROM chunks
+                     WHERE hash = ?1 ORDER BY id",
                 )
-                .ctx("preparing a search")?;
+                .ctx("finding chunks by vector")?;
+            let mut out = Vec::new();
+            for &hash in hashes {
+                let rows = stmt
+                    .query_map([hash as i64], |r| {
+                        Ok(RawHit {
+                            id: r.get(0)?,
+                            path: r.get(1)?,
+                            line_start: r.get::<_, i64>(2)?.max(1) as usize,
+                            line_end: r.get::<_, i64>(3)?.max(1) as usize,
+                            content: r.get(4)?,
+                            rank: 0.0,
+                        })
+                    })
+                    .ctx("finding chunks by vector")?;
+                for row in rows {
+                    out.push((hash, row.ctx("finding chunks by vector")?));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The chunks of `path` that touch lines `from..=to`, in line order.
+    pub fn neighbours(
+        &self,
+        path: &str,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Neighbour>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        if self.is_legacy() {
+            return Ok(Vec::new());
+        }
+        self.with_reader(|conn| {
+            // `line_start` is indexed with the path; chunks are short, so one starting
+            // before `from` and reaching into the range is found by looking a little back.
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, line_start, line_end, content FROM chunks
+                     WHERE path = ?1 AND line_start <= ?3 AND line_start >= ?2 - 200
+                       AND line_end >= ?2
+                     ORDER BY line_start, id",
+                )
+                .ctx("reading neighbouring chunks")?;
             let rows = stmt
-                .query_map(params![expr, limit as i64], |r| {
-                    Ok(RawHit {
-                        path: r.get(0)?,
+                .query_map(params![path, from as i64, to as i64], |r| {
+                    Ok(Neighbour {
+                        id: r.get(0)?,
                         line_start: r.get::<_, i64>(1)?.max(1) as usize,
                         line_end: r.get::<_, i64>(2)?.max(1) as usize,
                         content: r.get(3)?,
-                        rank: r.get(4)?,
                     })
                 })
-                .ctx("searching")?;
-            rows.collect::<Result<Vec<_>, _>>().ctx("searching")
-        })();
-        self.give_back(reader);
-        result
+                .ctx("reading neighbouring chunks")?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .ctx("reading neighbouring chunks")
+        })
     }
 
-    /// Number of chunks and files, counted in the database.
+    /// The text hash of every chunk (repeated when chunks share a text).
+    pub fn chunk_hashes(&self) -> Result<Vec<u64>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT hash FROM chunks")
+                .ctx("listing chunk hashes")?;
+            let rows = stmt
+                .query_map([], |r| Ok(r.get::<_, i64>(0)? as u64))
+                .ctx("listing chunk hashes")?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .ctx("listing chunk hashes")
+        })
+    }
+
+    /// What an embedder reads for each of `hashes` that some chunk still has.
+    pub fn embed_texts(&self, hashes: &[u64]) -> Result<Vec<(u64, String)>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT context, content FROM chunks WHERE hash = ?1 LIMIT 1")
+                .ctx("reading chunk texts")?;
+            let mut out = Vec::with_capacity(hashes.len());
+            for &hash in hashes {
+                let row: Option<(String, String)> = stmt
+                    .query_row([hash as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .ctx("reading chunk texts")?;
+                if let Some((context, content)) = row {
+                    out.push((hash, super::chunk::embed_text(&context, &content)));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Calls `f` with every stored vector of `model`: its text hash and bytes.
+    pub fn for_each_vector(
+        &self,
+        model: &str,
+        mut f: impl FnMut(u64, &[u8]),
+    ) -> Result<(), IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT hash, data FROM vectors WHERE model = ?1")
+                .ctx("loading vectors")?;
+            let mut rows = stmt.query([model]).ctx("loading vectors")?;
+            while let Some(row) = rows.next().ctx("loading vectors")? {
+                let hash = row.get::<_, i64>(0).ctx("loading vectors")? as u64;
+                let data = row.get_ref(1).ctx("loading vectors")?;
+                if let rusqlite::types::ValueRef::Blob(bytes) = data {
+                    f(hash, bytes);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The stored vectors of `model` for those of `hashes` that have one: (hash, scale,
+    /// bytes).
+    pub fn vectors_of(
+        &self,
+        model: &str,
+        hashes: &[u64],
+    ) -> Result<Vec<(u64, f32, Vec<i8>)>, IndexError> {
+        let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
+        self.with_reader(|conn| {
+            let mut out = Vec::with_capacity(hashes.len());
+            // Few statements with many keys each: one lookup per candidate costs a
+            // statement step; a few hundred keys in one IN list cost one.
+            for group in hashes.chunks(VECTOR_LOOKUP_KEYS) {
+                let marks: Vec<String> = (2..group.len() + 2).map(|i| format!("?{i}")).collect();
+                let sql = format!(
+                    "SELECT hash, scale, data FROM vectors WHERE model = ?1 AND hash IN ({})",
+                    marks.join(", ")
+                );
+                let mut stmt = conn.prepare_cached(&sql).ctx("reading vectors")?;
+                let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(group.len() + 1);
+                params.push(model.to_string().into());
+                params.extend(
+                    group
+                        .iter()
+                        .map(|&h| rusqlite::types::Value::Integer(h as i64)),
+                );
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(params))
+                    .ctx("reading vectors")?;
+                while let Some(row) = rows.next().ctx("reading vectors")? {
+                    let hash = row.get::<_, i64>(0).ctx("reading vectors")? as u64;
+                    let scale = row.get::<_, f64>(1).ctx("reading vectors")? as f32;
+                    if let rusqlite::types::ValueRef::Blob(bytes) =
+                        row.get_ref(2).ctx("reading vectors")?
+                    {
+                        out.push((hash, scale, bytes.iter().map(|&b| b as i8).collect()));
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Number of files and chunks, counted in the database.
     pub fn count(&self) -> Result<(u64, u64), IndexError> {
         let _shared = self.swap.read().unwrap_or_else(|p| p.into_inner());
-        let reader = self.reader()?;
-        let result = reader
-            .conn
-            .query_row(
+        self.with_reader(|conn| {
+            conn.query_row(
                 "SELECT (SELECT count(*) FROM files), (SELECT count(*) FROM chunks)",
                 [],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
-            .ctx("counting");
+            .ctx("counting")
+        })
+    }
+
+    /// Runs `f` on a pooled reader connection.
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        let reader = self.reader()?;
+        let result = f(&reader.conn);
         self.give_back(reader);
         result
     }
@@ -397,129 +566,48 @@ struct Reader {
     conn: Connection,
 }
 
-/// The statements of one write transaction.
-pub struct Writer<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
-}
-
-impl Writer<'_> {
-    /// Replaces everything indexed for each file with its new chunks.
-    ///
-    /// The FTS inserts come last, back to back. FTS5 writes its pending terms out as a new
-    /// segment whenever another statement of the transaction opens a statement savepoint
-    /// (an upsert, an `INSERT ... SELECT`); interleaved with the per-file statements, a
-    /// full index would write one tiny segment per file and then spend most of its time
-    /// merging them (measured: 1.8x slower).
-    pub fn replace_files(
-        &self,
-        files: &[(&FileRow, &[Chunk])],
-        now: i64,
-    ) -> Result<(), IndexError> {
-        for (file, _) in files {
-            self.remove_chunks(&file.path)?;
-            self.upsert_file(file, now)?;
-        }
-        let mut insert = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO chunks (path, line_start, line_end, content) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .ctx("storing a chunk")?;
-        let mut added = Vec::with_capacity(files.iter().map(|(_, c)| c.len()).sum());
-        for (file, chunks) in files {
-            for c in chunks.iter() {
-                insert
-                    .execute(params![
-                        file.path,
-                        c.line_start as i64,
-                        c.line_end as i64,
-                        c.text
-                    ])
-                    .ctx("storing a chunk")?;
-                added.push((self.tx.last_insert_rowid(), c.text.as_str()));
-            }
-        }
-        let mut insert_fts = self
-            .tx
-            .prepare_cached("INSERT INTO chunks_fts (rowid, content) VALUES (?1, ?2)")
-            .ctx("indexing a chunk")?;
-        for (id, text) in added {
-            insert_fts
-                .execute(params![id, text])
-                .ctx("indexing a chunk")?;
-        }
-        Ok(())
-    }
-
-    /// Records new size and mtime for a file whose content did not change.
-    pub fn touch_file(&self, path: &str, size: u64, mtime_ns: i64) -> Result<(), IndexError> {
-        self.tx
-            .prepare_cached("UPDATE files SET size = ?2, mtime_ns = ?3 WHERE path = ?1")
-            .and_then(|mut s| s.execute(params![path, size as i64, mtime_ns]))
-            .ctx("updating a file's metadata")?;
-        Ok(())
-    }
-
-    /// Forgets `path` and its chunks.
-    pub fn remove_file(&self, path: &str) -> Result<(), IndexError> {
-        self.remove_chunks(path)?;
-        self.tx
-            .prepare_cached("DELETE FROM files WHERE path = ?1")
-            .and_then(|mut s| s.execute([path]))
-            .ctx("removing a file")?;
-        Ok(())
-    }
-
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), IndexError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut s| s.execute([key, value]))
-            .ctx("writing metadata")?;
-        Ok(())
-    }
-
-    fn remove_chunks(&self, path: &str) -> Result<(), IndexError> {
-        // An external-content FTS table forgets a row only when told its old text.
-        self.tx
-            .prepare_cached(
-                "INSERT INTO chunks_fts (chunks_fts, rowid, content)
-                 SELECT 'delete', id, content FROM chunks WHERE path = ?1",
-            )
-            .and_then(|mut s| s.execute([path]))
-            .ctx("unindexing old chunks")?;
-        self.tx
-            .prepare_cached("DELETE FROM chunks WHERE path = ?1")
-            .and_then(|mut s| s.execute([path]))
-            .ctx("deleting old chunks")?;
-        Ok(())
-    }
-
-    fn upsert_file(&self, f: &FileRow, now: i64) -> Result<(), IndexError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO files (path, size, mtime_ns, hash, lines, chunks, indexed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (path) DO UPDATE SET size = excluded.size,
-                   mtime_ns = excluded.mtime_ns, hash = excluded.hash, lines = excluded.lines,
-                   chunks = excluded.chunks, indexed_at = excluded.indexed_at",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    f.path,
-                    f.size as i64,
-                    f.mtime_ns,
-                    f.hash as i64,
-                    f.lines as i64,
-                    f.chunks as i64,
-                    now
-                ])
+/// Runs one FTS5 `MATCH` on the live tables, best `limit` first.
+fn match_chunks(
+    conn: &Connection,
+    expr: &str,
+    limit: usize,
+    legacy: bool,
+) -> Result<Vec<RawHit>, IndexError> {
+    // `ORDER BY rank ... LIMIT` inside the FTS query lets FTS5 keep only the top rows
+    // while scoring, instead of sorting every match. The BM25 weights are for the chunk's
+    // text, its headings and its character pairs: headings weigh less, being shared by
+    // every chunk of a section.
+    let sql = if legacy {
+        "SELECT c.id, c.path, c.line_start, c.line_end, c.content, f.rank
+         FROM (SELECT rowid, rank FROM v1_chunks_fts WHERE v1_chunks_fts MATCH ?1
+               ORDER BY rank LIMIT ?2) AS f
+         JOIN v1_chunks AS c ON c.id = f.rowid
+         ORDER BY f.rank"
+    } else {
+        const SQL: &str = concat!(
+            "SELECT c.id, c.path, c.line_start, c.line_end, c.content, f.rank
+             FROM (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1 AND rank MATCH '",
+            "bm25(1.0, 0.5, 1.0)",
+            "' ORDER BY rank LIMIT ?2) AS f
+             JOIN chunks AS c ON c.id = f.rowid
+             ORDER BY f.rank"
+        );
+        SQL
+    };
+    let mut stmt = conn.prepare_cached(sql).ctx("preparing a search")?;
+    let rows = stmt
+        .query_map(params![expr, limit as i64], |r| {
+            Ok(RawHit {
+                id: r.get(0)?,
+                path: r.get(1)?,
+                line_start: r.get::<_, i64>(2)?.max(1) as usize,
+                line_end: r.get::<_, i64>(3)?.max(1) as usize,
+                content: r.get(4)?,
+                rank: r.get(5)?,
             })
-            .ctx("recording a file")?;
-        Ok(())
-    }
+        })
+        .ctx("searching")?;
+    rows.collect::<Result<Vec<_>, _>>().ctx("searching")
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -528,168 +616,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn wal_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
-}
-
-fn shm_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-shm");
-    PathBuf::from(name)
-}
-
-/// Memory is personal: the database and its WAL files are the owner's alone, whatever the
-/// umask (SQLite gives `-wal` and `-shm` the database file's mode).
-fn make_private(db: &Path) {
-    for p in [db.to_path_buf(), wal_path(db), shm_path(db)] {
-        let _ = crate::paths::make_private(&p);
-    }
-}
-
 fn remove_db_files(db: &Path) -> Result<(), IndexError> {
-    for p in [db.to_path_buf(), wal_path(db), shm_path(db)] {
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(IndexError::Io(format!(
-                    "cannot remove {}: {e}",
-                    p.display()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Errors that a fresh database fixes: damage, a foreign file, an old schema. Not: a
-/// folder we may not write, a lock held too long by another process.
-fn rebuildable(e: &IndexError) -> bool {
-    match e {
-        IndexError::Io(_) => false,
-        IndexError::Sqlite(_, e) => !matches!(
-            e.sqlite_error_code(),
-            Some(
-                ErrorCode::CannotOpen
-                    | ErrorCode::PermissionDenied
-                    | ErrorCode::ReadOnly
-                    | ErrorCode::DatabaseBusy
-                    | ErrorCode::DatabaseLocked
-                    | ErrorCode::OutOfMemory
-                    | ErrorCode::DiskFull
-                    | ErrorCode::SystemIoFailure
-            )
-        ),
-    }
-}
-
-fn configure(conn: &Connection) -> Result<(), IndexError> {
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .ctx("setting busy_timeout")?;
-    // Whichever connection closes last truncates the kept WAL file.
-    conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"))
-        .ctx("setting journal_size_limit")?;
-    let mut persist: c_int = 1;
-    conn.file_control(Some("main"), FileControl::PersistWal(&mut persist))
-        .ctx("keeping the WAL file")?;
-    Ok(())
-}
-
-/// Refuses a non-empty file that does not start with SQLite's magic string. SQLite itself
-/// would read page 1 from a leftover WAL and only find the damage later, page by page.
-fn check_header(path: &Path) -> Result<(), IndexError> {
-    crate::dbfile::check_header(path).map_err(|why| {
-        IndexError::Sqlite(
-            "reading the file header",
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
-                Some(why),
-            ),
-        )
-    })
-}
-
-fn open_writer(path: &Path) -> Result<Connection, IndexError> {
-    let conn = Connection::open(path).ctx("opening")?;
-    configure(&conn)?;
-    // The first statements read the header: a file that is not a database fails here.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .ctx("switching to WAL")?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        warn!("memory index: journal mode is {mode}, not WAL; searches may wait on writes");
-    }
-    // A cache can lose its last transactions on power loss without harm (the next scan
-    // redoes them); NORMAL avoids an fsync per commit and is still never corrupt in WAL.
-    conn.execute_batch("PRAGMA synchronous = NORMAL")
-        .ctx("setting pragmas")?;
-    let version: i32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .ctx("reading the schema version")?;
-    if version == 0 {
-        create_schema(&conn)?;
-    } else if version != SCHEMA_VERSION {
-        return Err(IndexError::Sqlite(
-            "checking the schema version",
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                Some(format!(
-                    "schema version {version}, this build uses {SCHEMA_VERSION}"
-                )),
-            ),
-        ));
-    }
-    // Touching every table catches a damaged schema at open rather than at the first search.
-    conn.query_row(
-        "SELECT (SELECT count(*) FROM meta), (SELECT rowid FROM chunks_fts LIMIT 1),
-                (SELECT 1 FROM files LIMIT 1), (SELECT 1 FROM chunks LIMIT 1)",
-        [],
-        |_| Ok(()),
-    )
-    .ctx("checking the schema")?;
-    Ok(conn)
-}
-
-fn create_schema(conn: &Connection) -> Result<(), IndexError> {
-    let tx = conn
-        .unchecked_transaction()
-        .ctx("starting schema creation")?;
-    // Another process may have created it between our check and our lock.
-    let version: i32 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .ctx("reading the schema version")?;
-    if version == 0 {
-        let has_tables: i64 = tx
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .ctx("reading the schema")?;
-        if has_tables > 0 {
-            return Err(IndexError::Sqlite(
-                "checking the schema",
-                rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                    Some("a database without our schema version".into()),
-                ),
-            ));
-        }
-        tx.execute_batch(SCHEMA).ctx("creating the schema")?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .ctx("writing the schema version")?;
-    }
-    tx.commit().ctx("creating the schema")
-}
-
-fn open_reader(path: &Path) -> Result<Connection, IndexError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ctx("opening a reader")?;
-    configure(&conn)?;
-    conn.execute_batch("PRAGMA query_only = 1")
-        .ctx("setting query_only")?;
-    Ok(conn)
+    crate::dbfile::remove(db).map_err(|e| IndexError::Io(e.to_string()))
 }
 
 #[cfg(test)]
@@ -723,6 +651,7 @@ mod tests {
             line_start: 1,
             line_end: 2,
             text: text.into(),
+            context: String::new(),
         }
     }
 

@@ -4,6 +4,8 @@
 //! and `NEAR(`. Rather than escape them, the text is reduced to plain terms (runs of letters
 //! and digits), each put in double quotes, which FTS5 reads as a literal phrase.
 
+use super::cjk;
+
 /// Terms beyond this many are ignored: each one is another posting list to merge, and a
 /// pasted paragraph says nothing more with its fortieth word.
 pub const MAX_TERMS: usize = 32;
@@ -181,16 +183,27 @@ impl FtsQuery {
 
     /// The expression matching chunks that hold every term; `None` when there are none.
     pub fn all_terms(&self) -> Option<String> {
-        (!self.terms.is_empty()).then(|| self.join(" AND "))
+        (!self.terms.is_empty()).then(|| self.join(" AND ", phrase))
     }
 
     /// The fallback matching chunks that hold any term; `None` unless there are at least
     /// two terms (with one, it would repeat [`FtsQuery::all_terms`]).
     pub fn any_term(&self) -> Option<String> {
-        (self.terms.len() > 1).then(|| self.join(" OR "))
+        (self.terms.len() > 1).then(|| self.join(" OR ", phrase))
     }
 
-    fn join(&self, op: &str) -> String {
+    /// [`FtsQuery::all_terms`] for an index of schema 1 (served while a new one is built),
+    /// which has no `cjk` column.
+    pub fn legacy_all_terms(&self) -> Option<String> {
+        (!self.terms.is_empty()).then(|| self.join(" AND ", legacy_phrase))
+    }
+
+    /// [`FtsQuery::any_term`] for an index of schema 1.
+    pub fn legacy_any_term(&self) -> Option<String> {
+        (self.terms.len() > 1).then(|| self.join(" OR ", legacy_phrase))
+    }
+
+    fn join(&self, op: &str, phrase: fn(&str) -> String) -> String {
         self.terms
             .iter()
             .map(|t| phrase(t))
@@ -199,30 +212,46 @@ impl FtsQuery {
     }
 }
 
-/// A term as an FTS5 string literal. Scripts written without spaces (Chinese, Japanese,
-/// Thai) come out of the `unicode61` tokenizer as whole runs of text, so a word typed alone
-/// only matches as the start of such a run: for them the phrase is a prefix query.
+fn quoted(term: &str) -> String {
+    format!("\"{}\"", term.replace('"', "\"\""))
+}
+
+/// A term as an FTS5 expression. Plain words are string literals (FTS5 reads them as a
+/// phrase and stems them like the text). Pieces in scripts written without spaces match
+/// their character pairs in the `cjk` column (see [`cjk`]), so a word is found inside a
+/// sentence.
 fn phrase(term: &str) -> String {
-    let quoted = format!("\"{}\"", term.replace('"', "\"\""));
-    if term.chars().any(is_unsegmented_script) {
-        quoted + "*"
+    let parts = cjk::split_term(term);
+    if parts.iter().all(|(ngram, _)| !ngram) {
+        return quoted(term);
+    }
+    let exprs: Vec<String> = parts
+        .iter()
+        .map(|&(ngram, part)| {
+            if ngram {
+                cjk::query_phrase(part)
+            } else {
+                // Glued to another script in the text, so the text's token only starts
+                // with it.
+                quoted(part) + "*"
+            }
+        })
+        .collect();
+    if exprs.len() == 1 {
+        exprs.concat()
     } else {
-        quoted
+        format!("({})", exprs.join(" AND "))
     }
 }
 
-fn is_unsegmented_script(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF      // Hiragana, Katakana
-        | 0x3400..=0x4DBF    // CJK extension A
-        | 0x4E00..=0x9FFF    // CJK unified ideographs
-        | 0xF900..=0xFAFF    // CJK compatibility ideographs
-        | 0x20000..=0x2FA1F  // CJK extensions B-F and supplement
-        | 0x0E00..=0x0E7F    // Thai
-        | 0x0E80..=0x0EFF    // Lao
-        | 0x1000..=0x109F    // Myanmar
-        | 0x1780..=0x17FF // Khmer
-    )
+/// A term for schema 1, whose only column holds runs of scripts written without spaces as
+/// whole tokens: a word typed alone only matches as the start of such a run.
+fn legacy_phrase(term: &str) -> String {
+    if term.chars().any(cjk::is_ngram_script) {
+        quoted(term) + "*"
+    } else {
+        quoted(term)
+    }
 }
 
 /// The case-insensitive byte offset of the first term found in `text`, for choosing which
@@ -316,13 +345,37 @@ mod tests {
         "\u{fffd}",
     ];
 
+    /// A table laid out like the index's (schema 2): text, headings, character pairs.
     fn table() -> Connection {
         let db = Connection::open_in_memory().unwrap();
         db.execute_batch(
+            "CREATE VIRTUAL TABLE t USING fts5(content, context, cjk,
+                 tokenize='porter unicode61 remove_diacritics 2');",
+        )
+        .unwrap();
+        for text in [
+            "rust async notes",
+            "东京 Tokyo 東京タワーに行った",
+            "Café au lait",
+            "and or not",
+            "version v1.2.3 released 2026-02-14",
+            "Renewal of the passport, running late",
+        ] {
+            db.execute(
+                "INSERT INTO t (content, context, cjk) VALUES (?1, '', ?2)",
+                [text, &cjk::index_text(text)],
+            )
+            .unwrap();
+        }
+        db
+    }
+
+    /// A table like schema 1's: one column, no stemming.
+    fn legacy_table() -> Connection {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(
             "CREATE VIRTUAL TABLE t USING fts5(content, tokenize='unicode61 remove_diacritics 2');
-             INSERT INTO t(content) VALUES
-               ('rust async notes'), ('东京 Tokyo 東京タワーに行った'), ('Café au lait'),
-               ('and or not'), ('version v1.2.3 released 2026-02-14');",
+             INSERT INTO t(content) VALUES ('东京 Tokyo 東京タワーに行った'), ('renewal');",
         )
         .unwrap();
         db
@@ -343,6 +396,14 @@ mod tests {
             for expr in [q.all_terms(), q.any_term()].into_iter().flatten() {
                 if let Err(e) = run(&db, &expr) {
                     panic!("input {input:?} gave expression {expr:?} which failed: {e}");
+                }
+            }
+            for expr in [q.legacy_all_terms(), q.legacy_any_term()]
+                .into_iter()
+                .flatten()
+            {
+                if let Err(e) = run(&legacy_table(), &expr) {
+                    panic!("input {input:?} gave legacy expression {expr:?} which failed: {e}");
                 }
             }
         }
@@ -404,11 +465,39 @@ mod tests {
         };
         assert_eq!(hits("RUST notes"), 1);
         assert_eq!(hits("cafe"), 1, "diacritics are folded");
-        assert_eq!(hits("東京タワー"), 1, "CJK is a prefix match");
+        assert_eq!(hits("東京タワー"), 1);
+        assert_eq!(hits("タワー"), 1, "a CJK word inside a sentence");
+        assert_eq!(hits("行った"), 1);
+        assert_eq!(hits("京"), 1, "one character");
+        assert_eq!(hits("大阪"), 0);
+        assert_eq!(hits("東京 tokyo"), 1);
+        assert_eq!(hits("renew"), 1, "stemmed: renew finds renewal");
+        assert_eq!(hits("runs"), 1, "stemmed: runs finds running");
         assert_eq!(hits("v1.2.3"), 1);
         assert_eq!(hits("2026-02-14"), 1);
         assert_eq!(hits("and or not"), 1, "operator words are plain words");
         assert_eq!(hits("rust tokyo"), 0, "terms are ANDed");
+    }
+
+    #[test]
+    fn legacy_expressions_match_schema_1_as_before() {
+        let db = legacy_table();
+        let hits = |text: &str| {
+            let q = FtsQuery::parse(text);
+            run(&db, &q.legacy_all_terms().unwrap()).unwrap()
+        };
+        assert_eq!(hits("東京タワー"), 1, "CJK is a prefix match there");
+        assert_eq!(hits("renewal"), 1);
+        assert_eq!(hits("renew"), 0, "no stemming there");
+    }
+
+    #[test]
+    fn mixed_script_terms_are_grouped() {
+        let q = FtsQuery::parse("iphone用ケース rust");
+        assert_eq!(
+            q.all_terms().unwrap(),
+            r#"("iphone"* AND cjk : "用ケ ケー ース") AND "rust""#
+        );
     }
 
     #[test]

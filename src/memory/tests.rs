@@ -359,3 +359,101 @@ fn r_unlistable_workspace_does_not_empty_the_index() {
     fs::rename(&moved, fx.ws()).unwrap();
     assert_eq!(fx.memory.reindex(false, None).unwrap().files_updated, 0);
 }
+
+/// A schema 1 database as the previous build left it, holding one chunk of `a.md`.
+fn write_schema_1(db: &Path) {
+    fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL,
+             mtime_ns INTEGER NOT NULL, hash INTEGER NOT NULL, lines INTEGER NOT NULL,
+             chunks INTEGER NOT NULL, indexed_at INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE chunks (id INTEGER PRIMARY KEY, path TEXT NOT NULL,
+             line_start INTEGER NOT NULL, line_end INTEGER NOT NULL, content TEXT NOT NULL);
+         CREATE INDEX chunks_path ON chunks(path);
+         CREATE VIRTUAL TABLE chunks_fts USING fts5(content, content = 'chunks',
+             content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2');
+         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+         INSERT INTO files VALUES ('a.md', 30, 1, 7, 2, 1, 1);
+         INSERT INTO chunks VALUES (1, 'a.md', 1, 2, 'the aardvark digs
+old renewal notes');
+         INSERT INTO chunks_fts (rowid, content) VALUES (1, 'the aardvark digs
+old renewal notes');
+         INSERT INTO meta VALUES ('chunking', '1600/2'), ('last_indexed', '1');
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+}
+
+fn table_names(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_schema_1_index_is_searched_while_the_new_one_is_built() {
+    let root = std::env::temp_dir().join(format!(
+        "lgpt-memory-migrate-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let (ws, db) = (root.join("ws"), root.join("cache/index.sqlite"));
+    write_schema_1(&db);
+    fs::create_dir_all(&ws).unwrap();
+    fs::write(ws.join("a.md"), "the aardvark digs\nnew renewal notes\n").unwrap();
+
+    let memory = Memory::open(&MemoryConfig::default(), &ws, &db).unwrap();
+    assert!(memory.index.is_legacy());
+    // Before any pass: the old index answers, as it did (no stemming there).
+    let hits = memory.search("aardvark", 10).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert!(hits[0].content.contains("old renewal"), "{hits:?}");
+    assert!(memory.search("renew", 10).unwrap().is_empty());
+    assert_eq!(memory.stats().unwrap().index.state, "indexing");
+    // Stopped before the pass: the next start resumes the migration.
+    drop(memory);
+    let memory = Memory::open(&MemoryConfig::default(), &ws, &db).unwrap();
+    assert!(memory.index.is_legacy());
+    assert_eq!(memory.search("aardvark", 10).unwrap().len(), 1);
+
+    let report = memory.reindex(false, None).unwrap();
+    assert_eq!(report.files_updated, 4, "every file into the new tables");
+    assert!(!memory.index.is_legacy());
+    let hits = memory.search("renew", 10).unwrap();
+    assert_eq!(hits.len(), 1, "stemmed now");
+    assert!(hits[0].content.contains("new renewal"), "{hits:?}");
+    assert_eq!(memory.stats().unwrap().index.state, "ready");
+    drop(memory);
+    let tables = table_names(&db);
+    assert!(tables.iter().all(|t| !t.starts_with("v1_")), "{tables:?}");
+    let memory = Memory::open(&MemoryConfig::default(), &ws, &db).unwrap();
+    assert!(!memory.index.is_legacy());
+    assert_eq!(memory.reindex(false, None).unwrap().files_updated, 0);
+    drop(memory);
+    let _ = fs::remove_dir_all(&root);
+}
+
+#[test]
+fn stems_and_cjk_words_are_found() {
+    let fx = Fixture::new("stems");
+    fx.write(
+        "memory/2026-01-14.md",
+        "- 10:02 Renewed the passport\n- 11:00 東京タワーに行った\n",
+    );
+    fx.memory.reindex(false, None).unwrap();
+    assert_eq!(fx.files_of("renewal"), ["memory/2026-01-14.md"]);
+    assert_eq!(fx.files_of("タワー"), ["memory/2026-01-14.md"]);
+    let hit = &fx.memory.search("タワー", 1).unwrap()[0];
+    assert_eq!(
+        (hit.line_start, hit.line_end),
+        (1, 2),
+        "shown with its neighbour"
+    );
+}

@@ -34,12 +34,40 @@ pub struct Http {
     provider: &'static str,
     connect_timeout: Span,
     read_timeout: Span,
+    /// The settings a timeout message names.
+    settings: TimeoutSettings,
+}
+
+/// The names of the config settings behind an agent's connect and read timeouts, for
+/// messages that tell the user what to change.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutSettings {
+    pub connect: &'static str,
+    pub read: &'static str,
 }
 
 impl Http {
-    pub fn new(provider: &'static str, settings: &ProvidersConfig) -> Http {
-        let connect = Some(settings.connect_timeout.get());
-        let read = Some(settings.read_timeout.get());
+    pub fn new(provider: &'static str, config: &ProvidersConfig) -> Http {
+        Http::with_timeouts(
+            provider,
+            config.connect_timeout,
+            config.read_timeout,
+            TimeoutSettings {
+                connect: "providers.connect_timeout",
+                read: "providers.read_timeout",
+            },
+        )
+    }
+
+    /// An agent with timeouts of its own (the embedder's), named by `settings` in errors.
+    pub fn with_timeouts(
+        provider: &'static str,
+        connect_timeout: Span,
+        read_timeout: Span,
+        settings: TimeoutSettings,
+    ) -> Http {
+        let connect = Some(connect_timeout.get());
+        let read = Some(read_timeout.get());
         let config = Agent::config_builder()
             .timeout_resolve(connect)
             .timeout_connect(connect)
@@ -64,8 +92,9 @@ impl Http {
         Http {
             agent,
             provider,
-            connect_timeout: settings.connect_timeout,
-            read_timeout: settings.read_timeout,
+            connect_timeout,
+            read_timeout,
+            settings,
         }
     }
 
@@ -153,12 +182,14 @@ impl Http {
         let timeout = |phase: Timeout| -> ProviderError {
             let detail = match phase {
                 Timeout::Resolve | Timeout::Connect => format!(
-                    "could not connect to {shown} within {} (providers.connect_timeout)",
-                    String::from(self.connect_timeout)
+                    "could not connect to {shown} within {} ({})",
+                    String::from(self.connect_timeout),
+                    self.settings.connect
                 ),
                 _ => format!(
-                    "no data from {shown} for {} (providers.read_timeout)",
-                    String::from(self.read_timeout)
+                    "no data from {shown} for {} ({})",
+                    String::from(self.read_timeout),
+                    self.settings.read
                 ),
             };
             ProviderError::Timeout {

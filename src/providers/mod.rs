@@ -16,7 +16,7 @@ use crate::sync::lock;
 mod anthropic;
 pub mod cancel;
 mod claude_cli;
-mod http;
+pub(crate) mod http;
 mod ollama;
 mod openai;
 mod stream;

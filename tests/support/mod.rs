@@ -2,6 +2,7 @@
 //! systemd runs) on a free loopback port with private temporary dirs, and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod fake_embedder;
 pub mod fake_provider;
 pub mod fake_telegram;
 pub mod http_server;

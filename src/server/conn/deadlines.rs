@@ -339,13 +339,15 @@ impl Connections {
             let Some(dup) = self.dup_if(fd, peer) else {
                 continue;
             };
-            if rustix::net::shutdown(&dup, Shutdown::Both).is_ok() {
-                let mut inner = lock(&self.inner);
-                inner.closed += 1;
-                if let Some(conn) = inner.conns.get_mut(&inode) {
+            // Counted before the shutdown: the client may ask /api/status the moment it
+            // sees its connection end.
+            lock(&self.inner).closed += 1;
+            if rustix::net::shutdown(&dup, Shutdown::Both).is_err() {
+                lock(&self.inner).closed -= 1;
+            } else {
+                if let Some(conn) = lock(&self.inner).conns.get_mut(&inode) {
                     conn.shut_at = Some(now);
                 }
-                drop(inner);
                 let which = if was_idle {
                     "server.idle_timeout"
                 } else {

@@ -3,7 +3,9 @@
 use serde::Serialize;
 
 use crate::app::App;
-use crate::memory::{DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY_CHARS, MemoryError, SearchHit};
+use crate::memory::{
+    DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY_CHARS, MemoryError, SearchHit, SearchMode,
+};
 use crate::server::error::ApiError;
 use crate::server::http::{ApiRequest, ApiResponse, Fields};
 
@@ -19,23 +21,27 @@ impl From<MemoryError> for ApiError {
     }
 }
 
-/// The search answer: `total` is the number of results returned.
+/// The search answer: `total` is the number of results returned, `mode` how they were
+/// ranked (lexically when vectors could not be used, whatever was asked).
 #[derive(Debug, Serialize)]
 pub struct SearchAnswer<'a> {
     pub query: &'a str,
     pub results: Vec<SearchHit>,
     pub total: usize,
+    pub mode: SearchMode,
 }
 
-/// `GET /api/memory/search?q=<text>&limit=<1..100>`.
+/// `GET /api/memory/search?q=<text>&limit=<1..100>&mode=<hybrid|lexical|vector>`.
 pub fn search(app: &App, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let q = search_text(req.query("q"))?;
     let limit = search_limit(req.query("limit"))?;
-    let results = app.agent.memory.search(q, limit)?;
+    let mode = search_mode(req.query("mode"))?;
+    let outcome = app.agent.memory.search_with(q, limit, mode)?;
     Ok(ApiResponse::ok(&SearchAnswer {
         query: q,
-        total: results.len(),
-        results,
+        total: outcome.hits.len(),
+        results: outcome.hits,
+        mode: outcome.mode,
     }))
 }
 
@@ -83,9 +89,36 @@ fn search_limit(limit: Option<&str>) -> Result<usize, ApiError> {
         })
 }
 
+/// `mode` is one of the [`SearchMode`] names; absent means the memory's default.
+fn search_mode(mode: Option<&str>) -> Result<Option<SearchMode>, ApiError> {
+    mode.map(|m| {
+        m.parse().map_err(|_| {
+            ApiError::invalid_request(format!(
+                "parameter 'mode' must be {}, got {m:?}",
+                SearchMode::NAMES
+            ))
+        })
+    })
+    .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mode_is_checked() {
+        assert_eq!(search_mode(None).unwrap(), None);
+        assert_eq!(
+            search_mode(Some("vector")).unwrap(),
+            Some(SearchMode::Vector)
+        );
+        for bad in ["", "fuzzy", "hybrid,lexical"] {
+            let e = search_mode(Some(bad)).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(e.message.contains("'mode'"), "{bad}: {}", e.message);
+        }
+    }
 
     #[test]
     fn q_is_checked() {

@@ -70,6 +70,7 @@ fn status(srv: &Server) -> serde_json::Value {
         "uptime_seconds": app.started.elapsed().as_secs(),
         "model": app.config.agent.default_model.to_string(),
         "memory": {"files_indexed": counts.files, "chunks": counts.chunks},
+        "embeddings": app.agent.memory.embeddings_status(),
         "heartbeat": heartbeat::status_json(app),
         "connections": srv.conns.counts(),
         "telegram": telegram,
