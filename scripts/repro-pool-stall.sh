@@ -9,7 +9,7 @@
 # with a wake-up nobody receives; the woken threads take the first ones, which are
 # keep-alive connections and never give the thread back. The rest wait until a connection
 # closes somewhere (or an idle thread's 5 s timeout fires, when there is one).
-# The daemon works around it (src/server/nudge.rs): its column should read 0, while the
+# The daemon works around it (src/server/conn/nudge.rs): its column should read 0, while the
 # bare server keeps stranding connections.
 #
 # Each round opens 64 connections at once against a bare tiny_http server
