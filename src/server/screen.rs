@@ -81,7 +81,7 @@ pub fn preflight() -> ApiResponse {
         .with_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
         .with_header(
             "Access-Control-Allow-Headers",
-            "Authorization, Content-Type",
+            "Authorization, Content-Type, Last-Event-ID, X-Session-Id",
         )
         .with_header("Access-Control-Max-Age", "600")
 }
