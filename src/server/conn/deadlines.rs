@@ -17,8 +17,9 @@
 //! thread never ends; only the client's socket can be closed. Such connections stay
 //! listed after their shutdown and are counted as stuck.
 //!
-//! While no connection is open the watchdog sleeps in `poll` on the listening socket (a
-//! connection arriving wakes it), looking once a second in case one was accepted just
+//! While no deadline runs (no connection is open, or every open one is busy with a
+//! request, a stream or a WebSocket) the watchdog sleeps in `poll` on the listening socket
+//! (a connection arriving wakes it), looking once a second in case one was accepted just
 //! before it started to wait.
 
 use std::collections::{HashMap, HashSet};
@@ -185,6 +186,17 @@ impl Connections {
             .flatten()
             .and_then(|a| SocketAddr::try_from(a).ok());
         (now_peer == Some(peer)).then_some(dup)
+    }
+
+    /// Whether some open connection has a deadline running (or is shut down and may turn
+    /// out stuck).
+    fn deadline_pending(&self) -> bool {
+        let inner = lock(&self.inner);
+        inner.conns.values().any(|c| {
+            (c.shut_at.is_some() && !c.stuck)
+                || (c.shut_at.is_none()
+                    && !matches!(inner.activity.get(&c.peer), Some((Activity::Busy, _))))
+        })
     }
 
     /// Lists our sockets: new connections are recorded, closed ones forgotten.
@@ -432,7 +444,9 @@ fn run(conns: &Connections, listener: &TcpListener, wake: &OwnedFd, stop: &Atomi
     while !stop.load(Ordering::SeqCst) {
         conns.look();
         conns.enforce();
-        let idle = lock(&conns.inner).conns.is_empty() && Instant::now() >= alert_until;
+        // Nothing can fall due while every open connection is busy (a stream, a WebSocket,
+        // a turn): then only a new connection matters, and the listener tells of those.
+        let idle = !conns.deadline_pending() && Instant::now() >= alert_until;
         let wait = if idle { IDLE_LOOK } else { TICK };
         let mut fds = [
             PollFd::new(wake, PollFlags::IN),
