@@ -57,6 +57,50 @@ fn is_orphan_temp(name: &str) -> bool {
     }
 }
 
+/// Reads a small JSON state file: `Ok(None)` when it does not exist, `Err(why)` when it is
+/// larger than `max_bytes` (not one we wrote) or not the JSON we expect.
+pub fn read_state<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    max_bytes: u64,
+) -> Result<Option<T>, String> {
+    use std::io::Read;
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!("larger than {max_bytes} bytes"));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Writes `value` as pretty JSON to `path` atomically, readable by the owner only.
+pub fn write_state<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    json.push(b'\n');
+    // A new file is created 0600 first: the atomic write keeps the mode of the file it
+    // replaces, so the data never sits in a world-readable file.
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    write_atomic(path, &json)
+}
+
 /// Removes the orphaned temp files of [`write_atomic`] under `root` (not following
 /// symlinks, not entering hidden folders, at most `max_depth` levels); returns how many.
 /// The old or new file they stand beside is whole either way: they are only litter.

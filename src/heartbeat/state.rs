@@ -2,9 +2,7 @@
 //! `<state dir>/heartbeat.json` (JSON, written atomically, mode 0600).
 
 use std::collections::VecDeque;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::Path;
 
 use jiff::Timestamp;
@@ -162,21 +160,7 @@ impl State {
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let mut shown = self.clone();
         shown.version = VERSION;
-        let mut json = serde_json::to_vec_pretty(&shown).map_err(io::Error::other)?;
-        json.push(b'\n');
-        // A new file is created 0600 first: the atomic write keeps the mode of the file it
-        // replaces, so the data never sits in a world-readable file.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        crate::durable::write_atomic(path, &json)
+        crate::durable::write_state(path, &shown)
     }
 
     /// Adds a finished run, dropping the oldest beyond [`KEEP_RUNS`].
@@ -202,19 +186,9 @@ impl State {
 }
 
 fn read(path: &Path) -> Result<Option<State>, String> {
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+    let Some(mut state) = crate::durable::read_state::<State>(path, MAX_STATE_BYTES)? else {
+        return Ok(None);
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_STATE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_STATE_BYTES {
-        return Err(format!("larger than {MAX_STATE_BYTES} bytes"));
-    }
-    let mut state: State = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     while state.runs.len() > KEEP_RUNS {
         state.runs.pop_front();
     }
@@ -240,6 +214,7 @@ mod timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     fn temp_dir(tag: &str) -> std::path::PathBuf {

@@ -8,9 +8,7 @@
 //! message is not silently lost either.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -126,45 +124,19 @@ impl Store {
 }
 
 fn read(path: &Path) -> Result<Option<Saved>, String> {
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_STATE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_STATE_BYTES {
-        return Err(format!("larger than {MAX_STATE_BYTES} bytes"));
-    }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    crate::durable::read_state(path, MAX_STATE_BYTES)
 }
 
 fn write(path: &Path, s: &Saved) -> io::Result<()> {
     let mut shown = s.clone();
     shown.version = VERSION;
-    let mut json = serde_json::to_vec_pretty(&shown).map_err(io::Error::other)?;
-    json.push(b'\n');
-    // Created 0600 first: the atomic write keeps the mode of the file it replaces.
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    crate::durable::write_atomic(path, &json)
+    crate::durable::write_state(path, &shown)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
