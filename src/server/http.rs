@@ -153,15 +153,20 @@ impl Fields<'_> {
 }
 
 fn wrong_type(name: &str, want: &str, got: &Value) -> ApiError {
-    let kind = match got {
+    let kind = json_kind(got);
+    ApiError::invalid_request(format!("field '{name}' must be {want}, got {kind}"))
+}
+
+/// What kind of JSON value `v` is, as an error message says it ("a number").
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    };
-    ApiError::invalid_request(format!("field '{name}' must be {want}, got {kind}"))
+    }
 }
 
 /// A complete (non-streaming) response.

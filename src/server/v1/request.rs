@@ -8,6 +8,7 @@ use crate::agent::turn::ClientTurn;
 use crate::config::ModelRef;
 use crate::providers::{Message, Role, ToolCall, ToolChoice, ToolSpec, parse_arguments};
 use crate::server::error::ApiError;
+use crate::server::http::json_kind;
 
 /// A `POST /v1/chat/completions` body, read and checked.
 pub struct Completion {
@@ -26,21 +27,10 @@ fn bad(param: &str, message: impl Into<String>) -> ApiError {
     ApiError::invalid_request(message).with_param(param)
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn wrong(param: &str, want: &str, got: &Value) -> ApiError {
     bad(
         param,
-        format!("'{param}' must be {want}, got {}", kind(got)),
+        format!("'{param}' must be {want}, got {}", json_kind(got)),
     )
 }
 
