@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::fake_provider::{FakeProvider, Gate, Reply};
+use support::fake_provider::{FakeProvider, Gate, Reply, bash_turn};
 use support::stream_client::{ws_connect, ws_next, ws_send, ws_until};
 use support::{Daemon, Home, eventually};
 
@@ -266,14 +266,6 @@ fn a_stalled_sse_reader_is_cut_and_its_turn_cancelled() {
     d.wait_log("cancelled: the client went away");
     drop(s);
     assert_eq!(d.get("/health").0, 200);
-}
-
-fn bash_turn(fake: &FakeProvider, marker: &std::path::Path) {
-    fake.push(Reply::tool_call(
-        "bash",
-        json!({"command": format!("touch {}", marker.display())}),
-    ));
-    fake.push(Reply::text("ok"));
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::fake_provider::{FakeProvider, Gate, Reply};
+use support::fake_provider::{FakeProvider, Gate, Reply, bash_turn};
 use support::stream_client::{Sse, ws_connect, ws_next, ws_send, ws_until};
 use support::{Daemon, eventually};
 
@@ -234,14 +234,6 @@ fn sse_errors_after_start_are_events() {
     assert!(bad.body.contains("invalid_request"));
     let missing = Sse::open(d.addr, r#"{"message": "x", "session_id": "nope"}"#);
     assert_eq!(missing.status, 404);
-}
-
-fn bash_turn(fake: &FakeProvider, marker: &std::path::Path) {
-    fake.push(Reply::tool_call(
-        "bash",
-        json!({"command": format!("touch {}", marker.display())}),
-    ));
-    fake.push(Reply::text("ok"));
 }
 
 #[test]

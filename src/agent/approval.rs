@@ -155,11 +155,6 @@ impl Pending<'_> {
             }
         }
     }
-
-    /// The decision if one has arrived.
-    pub fn try_decision(&self) -> Option<Decision> {
-        self.decision.try_recv().ok()
-    }
 }
 
 impl Drop for Pending<'_> {

@@ -379,6 +379,16 @@ impl Drop for FakeProvider {
     }
 }
 
+/// Scripts a turn that asks to `touch` `marker` with bash (needs approval by default),
+/// then answers "ok".
+pub fn bash_turn(fake: &FakeProvider, marker: &std::path::Path) {
+    fake.push(Reply::tool_call(
+        "bash",
+        serde_json::json!({"command": format!("touch {}", marker.display())}),
+    ));
+    fake.push(Reply::text("ok"));
+}
+
 /// A URL nothing listens on: a port bound a moment ago and released.
 pub fn refused_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
